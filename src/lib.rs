@@ -1,0 +1,1 @@
+//! ringwsgi (skeleton; modules land one by one).
