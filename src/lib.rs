@@ -1,1 +1,3 @@
 //! ringwsgi (skeleton; modules land one by one).
+
+pub mod http;

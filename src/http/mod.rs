@@ -1,0 +1,22 @@
+//! HTTP/1.x wire format, independent of Python and sockets.
+//!
+//! Modelled on hyper's `proto/h1`: this module only knows bytes. It parses
+//! request heads (borrowing the read buffer, no per-request allocation),
+//! decides how bodies are framed, encodes response heads and chunks, and
+//! keeps the preformatted `Date` header. Every parse failure is a value
+//! ([`ParseError`], [`ResponseError`]) that tells the caller what to answer.
+
+pub mod date;
+pub mod percent;
+pub mod request;
+pub mod response;
+
+pub use date::DateCache;
+pub use request::{
+    find_head_end, new_header_slots, parse_head, split_host, BodyFraming, HeaderSlots,
+    ParseError, Request, Version, MAX_HEADERS,
+};
+pub use response::{
+    choose_framing, reason_phrase, status_has_body, write_chunk, write_error_response,
+    write_last_chunk, Framing, HeadWriter, ResponseError,
+};
