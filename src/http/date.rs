@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(v.len(), 29);
         assert!(v.ends_with(b" GMT"));
         assert_eq!(v[3], b',');
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!(now.abs_diff(c.unix_secs()) <= 2);
         let parsed = httpdate::parse_http_date(std::str::from_utf8(v).unwrap()).unwrap();
         assert_eq!(parsed, at(c.unix_secs()));

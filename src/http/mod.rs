@@ -6,6 +6,9 @@
 //! keeps the preformatted `Date` header. Every parse failure is a value
 //! ([`ParseError`], [`ResponseError`]) that tells the caller what to answer.
 
+// Parsing untrusted bytes: keep it provably memory-safe.
+#![forbid(unsafe_code)]
+
 pub mod date;
 pub mod percent;
 pub mod request;
@@ -13,8 +16,8 @@ pub mod response;
 
 pub use date::DateCache;
 pub use request::{
-    find_head_end, new_header_slots, parse_head, split_host, BodyFraming, HeaderSlots,
-    ParseError, Request, Version, MAX_HEADERS,
+    find_head_end, new_header_slots, parse_head, split_host, BodyFraming, HeaderSlots, ParseError,
+    Request, Version, MAX_HEADERS,
 };
 pub use response::{
     choose_framing, reason_phrase, status_has_body, write_chunk, write_error_response,

@@ -295,9 +295,7 @@ fn map_httparse_error(e: httparse::Error, buf: &[u8]) -> ParseError {
         httparse::Error::HeaderName => ParseError::bad("invalid header name"),
         httparse::Error::HeaderValue => ParseError::bad("invalid header value"),
         httparse::Error::NewLine => ParseError::bad("invalid line ending"),
-        httparse::Error::Status | httparse::Error::Token => {
-            ParseError::bad("invalid request line")
-        }
+        httparse::Error::Status | httparse::Error::Token => ParseError::bad("invalid request line"),
     }
 }
 
@@ -504,6 +502,10 @@ mod tests {
         assert!(r.keep_alive);
         assert!(!r.expect_continue);
         assert_eq!(r.host, Some(&b"example.com"[..]));
+        // Zero-copy: results point into the read buffer.
+        let range = buf.as_ptr_range();
+        assert!(range.contains(&r.path.as_ptr()));
+        assert!(range.contains(&r.headers[0].value.as_ptr()));
     }
 
     #[test]
@@ -582,8 +584,8 @@ mod tests {
 
     #[test]
     fn absolute_form_target() {
-        let r = parse(b"GET http://example.com/p/q?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
-            .unwrap();
+        let r =
+            parse(b"GET http://example.com/p/q?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap();
         assert_eq!(r.target, b"http://example.com/p/q?x=1");
         assert_eq!(r.path, b"/p/q");
         assert_eq!(r.query, b"x=1");
@@ -680,7 +682,10 @@ mod tests {
             cl("Content-Length: 18446744073709551615"),
             Ok(BodyFraming::Length(u64::MAX))
         );
-        assert_eq!(cl("Content-Length: 5\r\nContent-Length: 5"), Ok(BodyFraming::Length(5)));
+        assert_eq!(
+            cl("Content-Length: 5\r\nContent-Length: 5"),
+            Ok(BodyFraming::Length(5))
+        );
         assert_eq!(cl("Content-Length: 5, 5"), Ok(BodyFraming::Length(5)));
         for bad in [
             "Content-Length: 5\r\nContent-Length: 6",
@@ -705,36 +710,71 @@ mod tests {
             let mut slots = new_header_slots();
             parse_head(buf.as_bytes(), &mut slots).map(|r| r.body)
         };
-        assert_eq!(te("Transfer-Encoding: chunked", "1.1"), Ok(BodyFraming::Chunked));
-        assert_eq!(te("transfer-encoding: Chunked", "1.1"), Ok(BodyFraming::Chunked));
-        assert_eq!(te("Transfer-Encoding: chunked, ", "1.1"), Ok(BodyFraming::Chunked));
+        assert_eq!(
+            te("Transfer-Encoding: chunked", "1.1"),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            te("transfer-encoding: Chunked", "1.1"),
+            Ok(BodyFraming::Chunked)
+        );
+        assert_eq!(
+            te("Transfer-Encoding: chunked, ", "1.1"),
+            Ok(BodyFraming::Chunked)
+        );
         let err = |v: &str, version: &str| te(v, version).unwrap_err().status;
         assert_eq!(err("Transfer-Encoding: gzip, chunked", "1.1"), 501);
-        assert_eq!(err("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", "1.1"), 501);
+        assert_eq!(
+            err(
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+                "1.1"
+            ),
+            501
+        );
         assert_eq!(err("Transfer-Encoding: identity", "1.1"), 501);
         assert_eq!(err("Transfer-Encoding: chunked, gzip", "1.1"), 501);
         assert_eq!(err("Transfer-Encoding: chunked, chunked", "1.1"), 400);
-        assert_eq!(err("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", "1.1"), 400);
+        assert_eq!(
+            err(
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                "1.1"
+            ),
+            400
+        );
         assert_eq!(err("Transfer-Encoding: ", "1.1"), 400);
         assert_eq!(err("Transfer-Encoding: chunked;x=1", "1.1"), 400);
         assert_eq!(err("Transfer-Encoding: \"chunked\"", "1.1"), 400);
         // TE on 1.0 and CL+TE: refused, whatever the coding.
         assert_eq!(err("Transfer-Encoding: chunked", "1.0"), 400);
-        assert_eq!(err("Transfer-Encoding: chunked\r\nContent-Length: 5", "1.1"), 400);
-        assert_eq!(err("Content-Length: 5\r\nTransfer-Encoding: chunked", "1.1"), 400);
+        assert_eq!(
+            err("Transfer-Encoding: chunked\r\nContent-Length: 5", "1.1"),
+            400
+        );
+        assert_eq!(
+            err("Content-Length: 5\r\nTransfer-Encoding: chunked", "1.1"),
+            400
+        );
     }
 
     #[test]
     fn expect_header() {
-        let r = parse(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
-            .unwrap();
+        let r = parse(
+            b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        )
+        .unwrap();
         assert!(r.expect_continue);
         let r = parse(b"PUT / HTTP/1.1\r\nHost: h\r\nexpect: 100-Continue\r\n\r\n").unwrap();
         assert!(r.expect_continue);
         let r = parse(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").unwrap();
         assert!(!r.expect_continue);
-        assert_eq!(status(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n"), 417);
-        assert_eq!(status(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, x\r\n\r\n"), 417);
+        assert_eq!(
+            status(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n"),
+            417
+        );
+        assert_eq!(
+            status(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, x\r\n\r\n"),
+            417
+        );
         assert_eq!(status(b"PUT / HTTP/1.0\r\nExpect: 200-ok\r\n\r\n"), 417);
     }
 
@@ -771,7 +811,10 @@ mod tests {
     #[test]
     fn bad_target_bytes() {
         assert_eq!(status(b"GET /\x80 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
-        assert_eq!(status("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()), 400);
+        assert_eq!(
+            status("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()),
+            400
+        );
         assert_eq!(status(b"GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
@@ -780,11 +823,23 @@ mod tests {
 
     #[test]
     fn control_chars_in_header_values() {
-        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n"), 400);
-        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n"), 400);
-        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n"), 400);
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n"),
+            400
+        );
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"), 400);
-        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x1bb\r\n\r\n"), 400);
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x1bb\r\n\r\n"),
+            400
+        );
         let r = parse(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\tb \xc3\xa9\r\n\r\n").unwrap();
         assert_eq!(r.header("x"), Some(&b"a\tb \xc3\xa9"[..]));
     }
@@ -866,18 +921,31 @@ mod tests {
         for split in 0..full.len() {
             let first = find_head_end(&full[..split], 0);
             assert_eq!(first, None, "split {split}");
-            assert_eq!(find_head_end(full, split), Some(full.len()), "split {split}");
+            assert_eq!(
+                find_head_end(full, split),
+                Some(full.len()),
+                "split {split}"
+            );
         }
     }
 
     #[test]
     fn split_host_forms() {
         assert_eq!(split_host(b"example.com"), (&b"example.com"[..], None));
-        assert_eq!(split_host(b"example.com:8080"), (&b"example.com"[..], Some(&b"8080"[..])));
+        assert_eq!(
+            split_host(b"example.com:8080"),
+            (&b"example.com"[..], Some(&b"8080"[..]))
+        );
         assert_eq!(split_host(b"example.com:"), (&b"example.com"[..], None));
         assert_eq!(split_host(b"[::1]"), (&b"[::1]"[..], None));
-        assert_eq!(split_host(b"[::1]:8080"), (&b"[::1]"[..], Some(&b"8080"[..])));
-        assert_eq!(split_host(b"[fe80::1%25eth0]:1"), (&b"[fe80::1%25eth0]"[..], Some(&b"1"[..])));
+        assert_eq!(
+            split_host(b"[::1]:8080"),
+            (&b"[::1]"[..], Some(&b"8080"[..]))
+        );
+        assert_eq!(
+            split_host(b"[fe80::1%25eth0]:1"),
+            (&b"[fe80::1%25eth0]"[..], Some(&b"1"[..]))
+        );
         assert_eq!(split_host(b"[::1"), (&b"[::1"[..], None));
         assert_eq!(split_host(b""), (&b""[..], None));
     }
@@ -889,7 +957,10 @@ mod tests {
         assert_eq!(parse_u64_digits(b"007"), Some(7));
         assert_eq!(parse_u64_digits(b""), None);
         assert_eq!(parse_u64_digits(b"1a"), None);
-        assert_eq!(list_items(b" a, ,b ,").collect::<Vec<_>>(), vec![&b"a"[..], &b"b"[..]]);
+        assert_eq!(
+            list_items(b" a, ,b ,").collect::<Vec<_>>(),
+            vec![&b"a"[..], &b"b"[..]]
+        );
     }
 
     /// Every prefix and every single-byte mutation of a valid head must
@@ -902,7 +973,9 @@ mod tests {
             let _ = parse(&base[..len]);
             let _ = find_head_end(&base[..len], len / 2);
         }
-        let interesting = [0u8, b'\r', b'\n', b' ', b':', b',', b'/', b'?', b'[', b']', 0x7f, 0x80, 0xff];
+        let interesting = [
+            0u8, b'\r', b'\n', b' ', b':', b',', b'/', b'?', b'[', b']', 0x7f, 0x80, 0xff,
+        ];
         let mut buf = base.to_vec();
         for i in 0..base.len() {
             for &b in &interesting {

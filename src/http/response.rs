@@ -42,7 +42,7 @@ pub fn status_has_body(status: u16, head_request: bool) -> bool {
 }
 
 /// Reason phrase for the status codes the server itself produces (and a
-/// few more); `"Error"`-ish fallbacks for the rest.
+/// few more); generic "Client Error" / "Server Error" for the rest.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -62,7 +62,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
-        400..=499 => "Client Error",
+        _ if status < 400 => "Unknown",
+        _ if status < 500 => "Client Error",
         _ => "Server Error",
     }
 }
@@ -75,7 +76,9 @@ pub enum ResponseError {
     BadStatus(String),
     #[error("invalid header name {0:?}: must be a non-empty RFC 9110 token")]
     BadHeaderName(String),
-    #[error("invalid value for header {0:?}: CR, LF, NUL and other control characters are not allowed")]
+    #[error(
+        "invalid value for header {0:?}: CR, LF, NUL and other control characters are not allowed"
+    )]
     BadHeaderValue(String),
     #[error("hop-by-hop header {0:?} is not allowed in a WSGI response (PEP 3333)")]
     HopByHop(String),
@@ -234,7 +237,11 @@ fn parse_status(status: &[u8]) -> Option<u16> {
         return None;
     }
     let code = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
-    if code < 200 || reason.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if code < 200
+        || reason
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
         return None;
     }
     Some(code)
@@ -308,7 +315,11 @@ pub fn write_last_chunk(out: &mut Vec<u8>) {
 /// e.g. `400 Bad Request\n`, with `Connection: close`. Codes outside
 /// 100..=999 are sent as 500.
 pub fn write_error_response(out: &mut Vec<u8>, status: u16, version: Version, date: &DateCache) {
-    let status = if (100..=999).contains(&status) { status } else { 500 };
+    let status = if (100..=999).contains(&status) {
+        status
+    } else {
+        500
+    };
     let reason = reason_phrase(status).as_bytes();
     // "NNN reason\n"
     let body_len = 3 + 1 + reason.len() + 1;
@@ -360,7 +371,13 @@ mod tests {
 
     #[test]
     fn basic_head_with_length() {
-        let h = head("200 OK", &[("Content-Type", "text/plain")], Framing::Length(5), true, Version::Http11);
+        let h = head(
+            "200 OK",
+            &[("Content-Type", "text/plain")],
+            Framing::Length(5),
+            true,
+            Version::Http11,
+        );
         assert_eq!(
             h,
             format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{DATE}Server: ringwsgi\r\nContent-Length: 5\r\n\r\n")
@@ -385,14 +402,21 @@ mod tests {
         );
         // UntilClose forces the close even if the caller asked for keep-alive.
         let h = head("200 OK", &[], Framing::UntilClose, true, Version::Http10);
-        assert_eq!(h, format!("HTTP/1.0 200 OK\r\n{DATE}Server: ringwsgi\r\nConnection: close\r\n\r\n"));
+        assert_eq!(
+            h,
+            format!("HTTP/1.0 200 OK\r\n{DATE}Server: ringwsgi\r\nConnection: close\r\n\r\n")
+        );
     }
 
     #[test]
     fn app_date_server_and_content_length_win() {
         let h = head(
             "200 OK",
-            &[("date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("SERVER", "app"), ("content-length", "3")],
+            &[
+                ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                ("SERVER", "app"),
+                ("content-length", "3"),
+            ],
             Framing::Length(3),
             true,
             Version::Http11,
@@ -412,8 +436,18 @@ mod tests {
         assert_eq!(w.content_length(), Some(12));
         // Same value again: accepted, written once.
         w.header(b"content-length", b"12").unwrap();
-        for bad in [&b"13"[..], b"", b"-1", b"1.0", b"18446744073709551616", b"1,1"] {
-            assert!(matches!(w.header(b"Content-Length", bad), Err(ResponseError::BadContentLength(_))));
+        for bad in [
+            &b"13"[..],
+            b"",
+            b"-1",
+            b"1.0",
+            b"18446744073709551616",
+            b"1,1",
+        ] {
+            assert!(matches!(
+                w.header(b"Content-Length", bad),
+                Err(ResponseError::BadContentLength(_))
+            ));
         }
         assert_eq!(w.content_length(), Some(12));
         w.finish(Framing::Length(12), true, Version::Http11, &date());
@@ -460,13 +494,21 @@ mod tests {
             b"200 O\x7fK",
         ] {
             assert!(
-                matches!(HeadWriter::new(&mut out, Version::Http11, bad), Err(ResponseError::BadStatus(_))),
+                matches!(
+                    HeadWriter::new(&mut out, Version::Http11, bad),
+                    Err(ResponseError::BadStatus(_))
+                ),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
         }
         assert_eq!(out, b"keep");
-        for (good, code) in [(&b"200 "[..], 200), (b"404 Not Found", 404), (b"999 x\ty", 999), (b"200 \xc3\xa9", 200)] {
+        for (good, code) in [
+            (&b"200 "[..], 200),
+            (b"404 Not Found", 404),
+            (b"999 x\ty", 999),
+            (b"200 \xc3\xa9", 200),
+        ] {
             let w = HeadWriter::new(&mut out, Version::Http11, good).unwrap();
             assert_eq!(w.status_code(), code);
             w.abort();
@@ -487,10 +529,16 @@ mod tests {
             (b"X-A", b"a\x7fb"),
         ];
         for (n, v) in cases {
-            assert_eq!(w.header(n, v), Err(ResponseError::BadHeaderValue("X-A".into())));
+            assert_eq!(
+                w.header(n, v),
+                Err(ResponseError::BadHeaderValue("X-A".into()))
+            );
         }
         for n in [&b""[..], b"X A", b"X:A", b"X\r\nA", b"X(A)", b"\xc3\xa9"] {
-            assert!(matches!(w.header(n, b"v"), Err(ResponseError::BadHeaderName(_))));
+            assert!(matches!(
+                w.header(n, b"v"),
+                Err(ResponseError::BadHeaderName(_))
+            ));
         }
         for n in [
             &b"Connection"[..],
@@ -512,7 +560,10 @@ mod tests {
         w.header(b"TEx", b"v").unwrap();
         w.finish(Framing::Length(0), true, Version::Http11, &date());
         let s = String::from_utf8(out).unwrap();
-        assert!(s.starts_with("HTTP/1.1 200 OK\r\nX-Tab: a\tb\r\nX-Utf8: é\r\nX-Empty: \r\n"), "{s}");
+        assert!(
+            s.starts_with("HTTP/1.1 200 OK\r\nX-Tab: a\tb\r\nX-Utf8: é\r\nX-Empty: \r\n"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -522,7 +573,10 @@ mod tests {
         let msg = ResponseError::HopByHop("Connection".into()).to_string();
         assert!(msg.contains("Connection"), "{msg}");
         let msg = ResponseError::BadContentLength("abc".into()).to_string();
-        assert!(msg.contains("Content-Length") && msg.contains("abc"), "{msg}");
+        assert!(
+            msg.contains("Content-Length") && msg.contains("abc"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -600,7 +654,9 @@ mod tests {
                 "prevHTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\n{DATE}Server: ringwsgi\r\nConnection: close\r\n\r\n400 Bad Request\n"
             )
         );
-        for status in [400u16, 404, 408, 413, 414, 417, 431, 500, 501, 503, 504, 505, 418, 0, 1000] {
+        for status in [
+            400u16, 404, 408, 413, 414, 417, 431, 500, 501, 503, 504, 505, 418, 0, 1000,
+        ] {
             let mut out = Vec::new();
             write_error_response(&mut out, status, Version::Http10, &date());
             let s = String::from_utf8(out).unwrap();
@@ -617,6 +673,9 @@ mod tests {
             assert!(head.contains("\r\nConnection: close"));
         }
         assert_eq!(reason_phrase(505), "HTTP Version Not Supported");
+        assert_eq!(reason_phrase(418), "Client Error");
+        assert_eq!(reason_phrase(599), "Server Error");
+        assert_eq!(reason_phrase(299), "Unknown");
         assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
     }
 
