@@ -1,1 +1,2 @@
 //! ringwsgi (skeleton; modules land one by one).
+pub mod io;
