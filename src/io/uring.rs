@@ -228,7 +228,7 @@ impl Uring {
         listener.set_nonblocking(false)?;
         let ring = build_ring(entries.max(8))?;
         let wake_fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
-        let mut uring = Uring {
+        let uring = Uring {
             ring,
             listener,
             wake_fd: Arc::new(wake_fd),
@@ -248,11 +248,9 @@ impl Uring {
             fatal: None,
             _not_send: PhantomData,
         };
-        uring.arm_background();
-        match uring.fatal.take() {
-            Some(e) => Err(e),
-            None => Ok(uring),
-        }
+        // Accept, waker read and tick timeout are pushed at the first `wait` (so a
+        // `stop_accepting` before it never accepts anything).
+        Ok(uring)
     }
 
     // ----- SQ / CQ plumbing -----
@@ -891,5 +889,424 @@ impl Drop for Uring {
             std::mem::forget(std::mem::replace(&mut self.timespec, Box::new(types::Timespec::new())));
         }
         // 3. Fields drop now: connection fds, listener, eventfd, then the ring.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{adopt_listener, bind_reuseport};
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpStream};
+    use std::os::fd::{AsFd, IntoRawFd};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    fn server() -> (Uring, SocketAddr) {
+        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        (Uring::new(listener, 256).unwrap(), addr)
+    }
+
+    fn client(addr: SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Drives `u` until `f` returns true; panics after `secs` seconds.
+    fn run(u: &mut Uring, secs: u64, mut f: impl FnMut(&mut Uring, Event) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut events = Vec::new();
+        while Instant::now() < deadline {
+            events.clear();
+            u.wait(&mut events).unwrap();
+            for &ev in &events {
+                if f(u, ev) {
+                    return;
+                }
+            }
+        }
+        panic!("test loop timed out");
+    }
+
+    /// Echo server until `closed` connections were reported `Closed`. Closes on EOF.
+    fn echo(u: &mut Uring, closed: usize, secs: u64) {
+        let mut n_closed = 0;
+        run(u, secs, |u, ev| {
+            match ev {
+                Event::Accepted { conn, .. } => u.receive(conn),
+                Event::Received { conn, n: 0 } => u.close(conn),
+                Event::Received { conn, .. } => {
+                    let (i, o) = u.buffers(conn);
+                    o.extend_from_slice(i);
+                    i.clear();
+                    u.receive(conn);
+                }
+                Event::Closed { .. } => n_closed += 1,
+                _ => {}
+            }
+            n_closed == closed
+        });
+    }
+
+    #[test]
+    fn user_data_roundtrip() {
+        let ud = encode(Op::Send, 123_456, 0xAB_CDEF);
+        assert_eq!(decode(ud), (Some(Op::Send), 123_456, 0xAB_CDEF));
+        assert_eq!(decode(0).0, None);
+    }
+
+    #[test]
+    fn echo_and_peer_address() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            let local = s.local_addr().unwrap();
+            s.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"hello");
+            s.write_all(b"wor").unwrap();
+            s.write_all(b"ld").unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"world");
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+            local
+        });
+        let mut peer = None;
+        let mut closed = false;
+        run(&mut u, 10, |u, ev| {
+            match ev {
+                Event::Accepted { conn, peer: p } => {
+                    peer = Some(p);
+                    assert_eq!(u.connections(), 1);
+                    u.receive(conn);
+                }
+                Event::Received { conn, n: 0 } => u.close(conn),
+                Event::Received { conn, n } => {
+                    assert_eq!(u.input(conn).len(), n);
+                    let (i, o) = u.buffers(conn);
+                    o.extend_from_slice(i);
+                    i.clear();
+                    u.receive(conn);
+                }
+                Event::Closed { .. } => closed = true,
+                _ => {}
+            }
+            closed
+        });
+        assert_eq!(peer, Some(t.join().unwrap()));
+        assert_eq!(u.connections(), 0);
+    }
+
+    #[test]
+    fn pipelined_writes_accumulate() {
+        let (mut u, addr) = server();
+        let expected: Vec<u8> = (0..200u32).flat_map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()).collect();
+        let payload = expected.clone();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            for chunk in payload.chunks(37) {
+                s.write_all(chunk).unwrap();
+            }
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+        });
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        run(&mut u, 10, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.receive(conn);
+                false
+            }
+            Event::Received { conn, n: 0 } => {
+                u.close(conn);
+                false
+            }
+            Event::Received { conn, n } => {
+                rounds += 1;
+                let input = u.input(conn);
+                assert_eq!(input.len(), n);
+                got.extend_from_slice(input);
+                input.drain(..n);
+                u.receive(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            _ => false,
+        });
+        t.join().unwrap();
+        assert_eq!(got, expected);
+        assert!(rounds >= 1);
+    }
+
+    #[test]
+    fn large_output_partial_sends_then_close() {
+        let (mut u, addr) = server();
+        let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let expected = body.clone();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            // Junk the server never reads: close() must drain it instead of sending a RST.
+            s.write_all(&vec![b'x'; 100 * 1024]).unwrap();
+            thread::sleep(Duration::from_millis(200)); // let the socket buffers fill
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut saw_pending = 0;
+        run(&mut u, 20, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.output(conn).extend_from_slice(&body);
+                saw_pending = u.pending_output(conn);
+                u.close(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            Event::Tick => false,
+            other => panic!("unexpected event after close: {other:?}"),
+        });
+        assert_eq!(saw_pending, body.len());
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "response corrupted");
+    }
+
+    #[test]
+    fn sent_reported_and_output_appendable_while_sending() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            thread::sleep(Duration::from_millis(100));
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let big = 32 * 1024 * 1024;
+        let mut appended = false;
+        let mut sent = 0;
+        run(&mut u, 20, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.output(conn).resize(big, b'a');
+                u.waker().wake(); // next round: the send goes out, then Woken
+                false
+            }
+            Event::Woken => {
+                // The send is in flight now; appending is still allowed.
+                let conn = ConnId::new(0, 0);
+                assert!(u.pending_output(conn) > 0);
+                u.output(conn).extend_from_slice(b"xyz");
+                appended = true;
+                false
+            }
+            Event::Tick => false,
+            Event::Sent { conn } => {
+                assert!(appended, "Sent before the appended bytes went out");
+                assert_eq!(u.pending_output(conn), 0);
+                sent += 1;
+                u.close(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            other => panic!("unexpected {other:?}"),
+        });
+        assert_eq!(sent, 1);
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), big + 3);
+        assert!(got[..big].iter().all(|&b| b == b'a'));
+        assert_eq!(&got[big..], b"xyz");
+    }
+
+    #[test]
+    fn peer_reset_mid_send_gives_one_closed() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            let mut buf = [0u8; 1000];
+            s.read_exact(&mut buf).unwrap();
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+            drop(s); // RST
+        });
+        let mut closed = 0;
+        let mut the_conn = None;
+        run(&mut u, 20, |u, ev| {
+            match ev {
+                Event::Accepted { conn, .. } => {
+                    the_conn = Some(conn);
+                    u.output(conn).resize(16 * 1024 * 1024, b'z');
+                    u.receive(conn);
+                }
+                Event::Closed { conn } => {
+                    assert_eq!(Some(conn), the_conn);
+                    closed += 1;
+                }
+                // The RST may first surface on the receive as EOF or as an error.
+                Event::Received { conn, n } => {
+                    assert_eq!(n, 0);
+                    u.receive(conn);
+                }
+                Event::Sent { .. } => panic!("Sent after a reset"),
+                _ => {}
+            }
+            closed == 1
+        });
+        t.join().unwrap();
+        // A couple more rounds: nothing else for that connection.
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            u.wait(&mut events).unwrap();
+        }
+        assert!(events.iter().all(|e| matches!(e, Event::Tick | Event::Woken)), "{events:?}");
+        assert_eq!(u.connections(), 0);
+        // Calls on the dead id are no-ops.
+        let conn = the_conn.unwrap();
+        u.receive(conn);
+        u.close(conn);
+        u.abort(conn);
+        assert_eq!(u.pending_output(conn), 0);
+    }
+
+    #[test]
+    fn abort_with_ops_in_flight() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+        });
+        let mut accepted = None;
+        run(&mut u, 10, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                accepted = Some(conn);
+                u.receive(conn);
+                u.output(conn).resize(8 * 1024 * 1024, b'q');
+                u.waker().wake();
+                false
+            }
+            Event::Woken => {
+                let conn = accepted.unwrap();
+                u.abort(conn);
+                u.abort(conn);
+                false
+            }
+            Event::Closed { conn } => {
+                assert_eq!(Some(conn), accepted);
+                true
+            }
+            Event::Tick => false,
+            other => panic!("unexpected {other:?}"),
+        });
+        t.join().unwrap();
+        assert_eq!(u.connections(), 0);
+    }
+
+    #[test]
+    fn waker_from_another_thread_and_tick() {
+        let (mut u, _addr) = server();
+        let w = u.waker();
+        w.wake(); // before the first wait: reported at the first round
+        let start = Instant::now();
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            w.wake();
+            w.wake();
+            w.wake();
+        });
+        let mut events = Vec::new();
+        while !events.contains(&Event::Woken) {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            u.wait(&mut events).unwrap();
+        }
+        assert_eq!(events.iter().filter(|e| **e == Event::Woken).count(), 1);
+        t.join().unwrap();
+        events.clear();
+        while !events.contains(&Event::Tick) {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            u.wait(&mut events).unwrap();
+        }
+    }
+
+    #[test]
+    fn stop_accepting_keeps_listener_open() {
+        // Stopped before the first round: nothing is ever accepted.
+        let (mut u, addr) = server();
+        u.stop_accepting();
+        // The kernel still completes handshakes into the backlog: the listener is open.
+        let _c = client(addr);
+        let mut ticks = 0;
+        run(&mut u, 10, |_, ev| {
+            match ev {
+                Event::Accepted { .. } => panic!("accepted after stop_accepting"),
+                Event::Tick => ticks += 1,
+                _ => {}
+            }
+            ticks == 2
+        });
+        assert_eq!(u.connections(), 0);
+
+        // Stopped while the multishot accept is armed: later connections stay in the backlog.
+        let (mut u, addr) = server();
+        let _c1 = client(addr);
+        run(&mut u, 10, |_, ev| matches!(ev, Event::Accepted { .. }));
+        u.stop_accepting();
+        u.waker().wake();
+        run(&mut u, 10, |_, ev| ev == Event::Woken); // the cancel went through
+        let _c2 = client(addr);
+        let mut ticks = 0;
+        run(&mut u, 10, |_, ev| {
+            match ev {
+                Event::Accepted { .. } => panic!("accepted after stop_accepting"),
+                Event::Tick => ticks += 1,
+                _ => {}
+            }
+            ticks == 1
+        });
+        assert_eq!(u.connections(), 1);
+    }
+
+    #[test]
+    fn adopted_listener_accepts() {
+        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dup = listener.as_fd().try_clone_to_owned().unwrap();
+        drop(listener);
+        let mut u = Uring::new(adopt_listener(dup.into_raw_fd()).unwrap(), 64).unwrap();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            s.write_all(b"ping").unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        echo(&mut u, 1, 10);
+        assert_eq!(t.join().unwrap(), b"ping");
+    }
+
+    #[test]
+    fn drop_with_ops_in_flight_does_not_hang() {
+        let (mut u, addr) = server();
+        let clients: Vec<TcpStream> = (0..5).map(|_| client(addr)).collect();
+        let mut accepted = 0;
+        run(&mut u, 10, |u, ev| {
+            if let Event::Accepted { conn, .. } = ev {
+                accepted += 1;
+                u.receive(conn);
+                u.output(conn).resize(8 * 1024 * 1024, b'd');
+                u.waker().wake();
+            }
+            ev == Event::Woken && accepted == 5
+        });
+        let start = Instant::now();
+        drop(u);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(clients);
     }
 }
