@@ -31,13 +31,18 @@ fn no_fd_leak_over_200_connections() {
                 let _ = s.read_to_end(&mut got); // aborted ones may see a reset
             }
             // A few left open while the Uring is dropped with receives in flight.
-            (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect::<Vec<_>>()
+            (0..5)
+                .map(|_| TcpStream::connect(addr).unwrap())
+                .collect::<Vec<_>>()
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let (mut closed, mut accepted) = (0, 0);
         let mut events = Vec::new();
         while closed < 200 || accepted < 205 {
-            assert!(Instant::now() < deadline, "timed out: {accepted} accepted, {closed} closed");
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {accepted} accepted, {closed} closed"
+            );
             events.clear();
             u.wait(&mut events).unwrap();
             for &ev in &events {

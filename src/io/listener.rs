@@ -35,7 +35,10 @@ pub fn set_inheritable(fd: BorrowedFd<'_>, yes: bool) -> io::Result<()> {
 /// domain, and sets CLOEXEC again. On error the fd is left open and ownership is not taken.
 pub fn adopt_listener(fd: RawFd) -> io::Result<TcpListener> {
     if fd < 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "negative listener fd"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "negative listener fd",
+        ));
     }
     // SAFETY: the caller hands over an fd inherited from the master that nothing else in this
     // process owns (documented contract; this is the single place a raw listener fd becomes
@@ -53,7 +56,8 @@ pub fn adopt_listener(fd: RawFd) -> io::Result<TcpListener> {
 
 fn check_listener(fd: &OwnedFd) -> io::Result<()> {
     let sock = SockRef::from(fd);
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("inherited fd: {what}"));
+    let bad =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("inherited fd: {what}"));
     if sock.r#type()? != Type::STREAM {
         return Err(bad("not a stream socket"));
     }
@@ -77,7 +81,8 @@ mod tests {
     use std::os::fd::{AsFd, AsRawFd};
 
     fn cloexec(fd: BorrowedFd<'_>) -> bool {
-        FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD).unwrap()).contains(FdFlag::FD_CLOEXEC)
+        FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD).unwrap())
+            .contains(FdFlag::FD_CLOEXEC)
     }
 
     #[test]

@@ -73,7 +73,14 @@ impl Memory {
     pub fn new() -> Memory {
         let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .expect("eventfd for Memory transport");
-        Memory { slots: Vec::new(), free: Vec::new(), queued: Vec::new(), dirty: Vec::new(), open: 0, wake: Arc::new(wake) }
+        Memory {
+            slots: Vec::new(),
+            free: Vec::new(),
+            queued: Vec::new(),
+            dirty: Vec::new(),
+            open: 0,
+            wake: Arc::new(wake),
+        }
     }
 
     /// A new connection from `peer`: queues `Accepted`.
@@ -96,14 +103,19 @@ impl Memory {
     /// The peer sends `bytes`: delivered at once if a receive is armed (`Received`), otherwise
     /// buffered until `receive`. Ignored once the connection is closing or dead.
     pub fn push_input(&mut self, conn: ConnId, bytes: &[u8]) {
-        let Some(slot) = self.live_mut(conn) else { return };
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
         if slot.state != State::Open || slot.eof {
             return;
         }
         if slot.recv && !bytes.is_empty() {
             slot.recv = false;
             slot.input.extend_from_slice(bytes);
-            self.queued.push(Event::Received { conn, n: bytes.len() });
+            self.queued.push(Event::Received {
+                conn,
+                n: bytes.len(),
+            });
         } else {
             slot.pending.extend_from_slice(bytes);
         }
@@ -111,7 +123,9 @@ impl Memory {
 
     /// The peer half-closes: every later receive (after buffered bytes) yields `Received { n: 0 }`.
     pub fn push_eof(&mut self, conn: ConnId) {
-        let Some(slot) = self.live_mut(conn) else { return };
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
         if slot.state != State::Open {
             return;
         }
@@ -124,10 +138,12 @@ impl Memory {
 
     /// Everything sent so far on `conn` (and forgets it). Works after `Closed` too, once.
     pub fn take_output(&mut self, conn: ConnId) -> Vec<u8> {
-        let Some(slot) = self.live_mut(conn) else { return Vec::new() };
+        let Some(slot) = self.live_mut(conn) else {
+            return Vec::new();
+        };
         let out = std::mem::take(&mut slot.sent);
         if slot.state == State::Closed {
-            self.release(conn.index as u32);
+            self.release(conn.index);
         }
         out
     }
@@ -146,11 +162,15 @@ impl Memory {
     }
 
     fn live(&self, conn: ConnId) -> Option<&Slot> {
-        self.slots.get(conn.index()).filter(|s| s.gen == conn.gen() && s.state != State::Free)
+        self.slots
+            .get(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
     }
 
     fn live_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
-        self.slots.get_mut(conn.index()).filter(|s| s.gen == conn.gen() && s.state != State::Free)
+        self.slots
+            .get_mut(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
     }
 
     fn live_or_panic(&mut self, conn: ConnId, what: &str) -> &mut Slot {
@@ -176,7 +196,9 @@ impl Memory {
         slot.output.clear();
         slot.pending.clear();
         self.open -= 1;
-        self.queued.push(Event::Closed { conn: ConnId::new(index, slot.gen) });
+        self.queued.push(Event::Closed {
+            conn: ConnId::new(index, slot.gen),
+        });
         if slot.sent.is_empty() {
             self.release(index);
         }
@@ -236,14 +258,20 @@ impl Transport for Memory {
 
     fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
         let slot = self.live_or_panic(conn, "input");
-        assert!(!slot.recv, "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)");
+        assert!(
+            !slot.recv,
+            "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
+        );
         &mut slot.input
     }
 
     fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>) {
         self.mark_dirty_checked(conn, "buffers");
         let slot = self.live_or_panic(conn, "buffers");
-        assert!(!slot.recv, "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)");
+        assert!(
+            !slot.recv,
+            "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
+        );
         (&mut slot.input, &mut slot.output)
     }
 
@@ -257,7 +285,9 @@ impl Transport for Memory {
     }
 
     fn receive(&mut self, conn: ConnId) {
-        let Some(slot) = self.live_mut(conn) else { return };
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
         if slot.state != State::Open || slot.recv {
             return;
         }
@@ -273,7 +303,9 @@ impl Transport for Memory {
     }
 
     fn close(&mut self, conn: ConnId) {
-        let Some(slot) = self.live_mut(conn) else { return };
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
         if slot.state != State::Open {
             return;
         }
@@ -283,7 +315,9 @@ impl Transport for Memory {
     }
 
     fn abort(&mut self, conn: ConnId) {
-        let Some(slot) = self.live_mut(conn) else { return };
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
         if !matches!(slot.state, State::Open | State::Closing) {
             return;
         }
@@ -326,7 +360,13 @@ mod tests {
     fn accept_receive_echo() {
         let mut m = Memory::new();
         let c = m.connect(peer());
-        assert_eq!(round(&mut m), vec![Event::Accepted { conn: c, peer: peer() }]);
+        assert_eq!(
+            round(&mut m),
+            vec![Event::Accepted {
+                conn: c,
+                peer: peer()
+            }]
+        );
         assert_eq!(m.connections(), 1);
         // Bytes before a receive are buffered.
         m.push_input(c, b"hel");
@@ -387,7 +427,13 @@ mod tests {
         assert!(!m.is_closed(c2));
         m.close(c); // stale: no-op
         m.abort(c);
-        assert_eq!(round(&mut m), vec![Event::Accepted { conn: c2, peer: peer() }]);
+        assert_eq!(
+            round(&mut m),
+            vec![Event::Accepted {
+                conn: c2,
+                peer: peer()
+            }]
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ pub trait Transport {
     fn receive(&mut self, conn: ConnId);
     /// Graceful close: queued output is sent first, then `shutdown(SHUT_WR)`, then input is
     /// drained until EOF, an error, ~2 s or 256 KiB, then the fd is closed and `Closed` is
-    /// reported. No other event for the connection follows `close`.
+    /// reported. No other event for the connection follows `close`. Output appended after
+    /// `close` is sent only if the flush is still under way. The ~2 s deadline starts once the
+    /// flush is done: a peer that never reads keeps the flush pending until the caller `abort`s
+    /// (write timeouts are the caller's). An in-flight receive is kept and reused for draining.
     fn close(&mut self, conn: ConnId);
     /// Immediate close: queued output is dropped, in-flight operations are cancelled, `Closed`
     /// follows once they completed.

@@ -204,20 +204,32 @@ fn build_ring(entries: u32) -> io::Result<IoUring> {
         .setup_coop_taskrun()
         .setup_submit_all()
         .build(entries);
-    if let Ok(ring) = fast {
-        return Ok(ring);
+    match fast {
+        Ok(ring) => return Ok(ring),
+        Err(e) => tracing::debug!("io_uring with COOP_TASKRUN|SUBMIT_ALL: {e}"),
     }
-    if let Ok(ring) = IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(entries) {
-        tracing::info!("io_uring: COOP_TASKRUN/SUBMIT_ALL unavailable, using SINGLE_ISSUER|DEFER_TASKRUN");
+    if let Ok(ring) = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        tracing::info!(
+            "io_uring: COOP_TASKRUN/SUBMIT_ALL unavailable, using SINGLE_ISSUER|DEFER_TASKRUN"
+        );
         return Ok(ring);
     }
     let ring = IoUring::new(entries)?;
-    tracing::warn!("io_uring: SINGLE_ISSUER|DEFER_TASKRUN unavailable (old kernel?), using a default ring");
+    tracing::warn!(
+        "io_uring: SINGLE_ISSUER|DEFER_TASKRUN unavailable (old kernel?), using a default ring"
+    );
     Ok(ring)
 }
 
 fn retryable(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    )
 }
 
 impl Uring {
@@ -277,7 +289,8 @@ impl Uring {
                 }
             }
         }
-        self.fatal.get_or_insert(io::Error::other("io_uring submission queue stays full"));
+        self.fatal
+            .get_or_insert(io::Error::other("io_uring submission queue stays full"));
     }
 
     /// Copies every available completion into `self.cqes`.
@@ -285,7 +298,11 @@ impl Uring {
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in &mut cq {
-            self.cqes.push(Cqe { user_data: cqe.user_data(), result: cqe.result(), flags: cqe.flags() });
+            self.cqes.push(Cqe {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            });
         }
     }
 
@@ -300,7 +317,10 @@ impl Uring {
 
     fn cancel(&mut self, target: u64) {
         let (_, index, gen) = decode(target);
-        let entry = opcode::AsyncCancel::new(target).build().user_data(encode(Op::Cancel, index, gen));
+        let entry =
+            opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(encode(Op::Cancel, index, gen));
         // SAFETY: a cancel request references no memory (the target is matched by user_data).
         unsafe { self.push(&entry) };
     }
@@ -330,7 +350,9 @@ impl Uring {
         }
         if !self.timeout_armed {
             let ts: *const types::Timespec = &*self.timespec;
-            let entry = opcode::Timeout::new(ts).build().user_data(encode(Op::Timeout, 0, 0));
+            let entry = opcode::Timeout::new(ts)
+                .build()
+                .user_data(encode(Op::Timeout, 0, 0));
             self.timeout_armed = true;
             // SAFETY: `timespec` is a Box owned by self and never mutated; Drop waits for the
             // timeout's completion before freeing it.
@@ -356,7 +378,10 @@ impl Uring {
                 tracing::debug!("accept: {}", io::Error::from_raw_os_error(err));
             }
             _ => {
-                tracing::warn!("accept failed: {} (retrying at the next tick)", io::Error::from_raw_os_error(err));
+                tracing::warn!(
+                    "accept failed: {} (retrying at the next tick)",
+                    io::Error::from_raw_os_error(err)
+                );
                 if self.accept == Accept::Idle {
                     self.accept = Accept::Paused;
                 }
@@ -390,7 +415,10 @@ impl Uring {
         slot.state = State::Open;
         slot.fd = Some(fd);
         self.open += 1;
-        self.ready.push(Event::Accepted { conn: ConnId::new(index, slot.gen), peer });
+        self.ready.push(Event::Accepted {
+            conn: ConnId::new(index, slot.gen),
+            peer,
+        });
     }
 
     fn on_wake(&mut self, c: Cqe) {
@@ -401,7 +429,10 @@ impl Uring {
                 self.ready.push(Event::Woken);
             }
         } else if c.result != -libc::ECANCELED {
-            tracing::warn!("waker read failed: {}", io::Error::from_raw_os_error(-c.result));
+            tracing::warn!(
+                "waker read failed: {}",
+                io::Error::from_raw_os_error(-c.result)
+            );
             self.wake_paused = true;
         }
     }
@@ -430,11 +461,15 @@ impl Uring {
     // ----- connections -----
 
     fn live(&self, conn: ConnId) -> Option<&Slot> {
-        self.slots.get(conn.index()).filter(|s| s.gen == conn.gen() && s.state != State::Free)
+        self.slots
+            .get(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
     }
 
     fn live_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
-        self.slots.get_mut(conn.index()).filter(|s| s.gen == conn.gen() && s.state != State::Free)
+        self.slots
+            .get_mut(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
     }
 
     fn live_or_panic(&mut self, conn: ConnId, what: &str) -> &mut Slot {
@@ -563,9 +598,10 @@ impl Uring {
                     self.start_send(index);
                 }
             }
+            // Flushing with a send in flight: `on_send` advances again when it completes.
+            State::Flushing if slot.send => {}
             State::Flushing => {
-                if slot.send {
-                } else if !slot.output.is_empty() {
+                if !slot.output.is_empty() {
                     self.start_send(index);
                 } else {
                     self.submit_shutdown(index);
@@ -602,7 +638,9 @@ impl Uring {
             }
             State::Open => self.fail(index, res),
             // Closing: received bytes are discarded (never made part of the input).
-            State::Flushing | State::ShuttingDown | State::Draining if res < 0 => self.finish(index),
+            State::Flushing | State::ShuttingDown | State::Draining if res < 0 => {
+                self.finish(index)
+            }
             State::Flushing | State::ShuttingDown | State::Draining => {
                 if res == 0 {
                     slot.eof = true;
@@ -676,7 +714,9 @@ impl Uring {
         match self.slots.get(index) {
             Some(s) if s.gen == gen && s.state != State::Free => {}
             _ => {
-                tracing::error!("io_uring: completion {op:?} for a recycled slot {index} (ignored)");
+                tracing::error!(
+                    "io_uring: completion {op:?} for a recycled slot {index} (ignored)"
+                );
                 return;
             }
         }
@@ -781,7 +821,10 @@ impl Transport for Uring {
 
     fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
         let slot = self.live_or_panic(conn, "input");
-        assert!(!slot.recv, "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)");
+        assert!(
+            !slot.recv,
+            "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
+        );
         &mut slot.input
     }
 
@@ -789,7 +832,10 @@ impl Transport for Uring {
         self.live_or_panic(conn, "buffers");
         self.enqueue(conn.index());
         let slot = &mut self.slots[conn.index()];
-        assert!(!slot.recv, "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)");
+        assert!(
+            !slot.recv,
+            "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
+        );
         (&mut slot.input, &mut slot.output)
     }
 
@@ -800,11 +846,15 @@ impl Transport for Uring {
     }
 
     fn pending_output(&self, conn: ConnId) -> usize {
-        self.live(conn).map_or(0, |s| s.output.len() + s.inflight.len() - s.sent)
+        self.live(conn)
+            .map_or(0, |s| s.output.len() + s.inflight.len() - s.sent)
     }
 
     fn receive(&mut self, conn: ConnId) {
-        if self.live(conn).is_some_and(|s| s.state == State::Open && !s.recv) {
+        if self
+            .live(conn)
+            .is_some_and(|s| s.state == State::Open && !s.recv)
+        {
             self.arm_recv(conn.index());
         }
     }
@@ -886,7 +936,10 @@ impl Drop for Uring {
             tracing::error!("io_uring teardown failed ({e}); leaking in-flight buffers");
             std::mem::forget(std::mem::take(&mut self.slots));
             std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
-            std::mem::forget(std::mem::replace(&mut self.timespec, Box::new(types::Timespec::new())));
+            std::mem::forget(std::mem::replace(
+                &mut self.timespec,
+                Box::new(types::Timespec::new()),
+            ));
         }
         // 3. Fields drop now: connection fds, listener, eventfd, then the ring.
     }
@@ -952,6 +1005,12 @@ mod tests {
     }
 
     #[test]
+    fn fast_ring_flags_on_this_kernel() {
+        let (u, _) = server();
+        assert!(u.ring.params().is_setup_single_issuer());
+    }
+
+    #[test]
     fn user_data_roundtrip() {
         let ud = encode(Op::Send, 123_456, 0xAB_CDEF);
         assert_eq!(decode(ud), (Some(Op::Send), 123_456, 0xAB_CDEF));
@@ -1008,7 +1067,9 @@ mod tests {
     #[test]
     fn pipelined_writes_accumulate() {
         let (mut u, addr) = server();
-        let expected: Vec<u8> = (0..200u32).flat_map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()).collect();
+        let expected: Vec<u8> = (0..200u32)
+            .flat_map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes())
+            .collect();
         let payload = expected.clone();
         let t = thread::spawn(move || {
             let mut s = client(addr);
@@ -1131,7 +1192,9 @@ mod tests {
             let mut s = client(addr);
             let mut buf = [0u8; 1000];
             s.read_exact(&mut buf).unwrap();
-            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
             drop(s); // RST
         });
         let mut closed = 0;
@@ -1163,7 +1226,12 @@ mod tests {
         for _ in 0..2 {
             u.wait(&mut events).unwrap();
         }
-        assert!(events.iter().all(|e| matches!(e, Event::Tick | Event::Woken)), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e, Event::Tick | Event::Woken)),
+            "{events:?}"
+        );
         assert_eq!(u.connections(), 0);
         // Calls on the dead id are no-ops.
         let conn = the_conn.unwrap();
