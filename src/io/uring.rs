@@ -194,6 +194,9 @@ pub struct Uring {
     woken: bool,
     /// A ring error hit where it could not be returned (pushing an SQE); returned by `wait`.
     fatal: Option<io::Error>,
+    /// The ring failed at some point: in-flight bookkeeping can no longer be trusted, so Drop
+    /// leaks the buffers instead of waiting for completions that may never come.
+    broken: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -258,6 +261,7 @@ impl Uring {
             timeout_armed: false,
             woken: false,
             fatal: None,
+            broken: false,
             _not_send: PhantomData,
         };
         // Accept, waker read and tick timeout are pushed at the first `wait` (so a
@@ -284,11 +288,13 @@ impl Uring {
                 Err(e) if retryable(&e) => self.reap(),
                 Err(e) => {
                     tracing::error!("io_uring submit failed: {e}");
+                    self.broken = true;
                     self.fatal.get_or_insert(e);
                     return;
                 }
             }
         }
+        self.broken = true;
         self.fatal
             .get_or_insert(io::Error::other("io_uring submission queue stays full"));
     }
@@ -311,7 +317,10 @@ impl Uring {
             Ok(_) => Ok(()),
             // Interrupted, out of kernel resources for a moment, or CQ overflow: reap and loop.
             Err(e) if retryable(&e) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
         }
     }
 
@@ -894,7 +903,7 @@ impl Transport for Uring {
 impl Drop for Uring {
     fn drop(&mut self) {
         // 1. Cancel everything in flight (pushed SQEs not yet submitted go out first).
-        self.fatal = None;
+        self.fatal = self.broken.then(|| io::Error::other("ring failed earlier"));
         if self.accept == Accept::Armed {
             self.cancel(encode(Op::Accept, 0, 0));
         }
@@ -918,7 +927,7 @@ impl Drop for Uring {
         }
         // 2. Wait for every outstanding completion before any buffer is freed.
         let mut failures = 0;
-        while self.outstanding() && self.fatal.is_none() {
+        while !self.broken && self.outstanding() && self.fatal.is_none() {
             if let Err(e) = self.ring.submitter().submit_and_wait(1) {
                 if !retryable(&e) || failures > 1000 {
                     self.fatal = Some(e);
