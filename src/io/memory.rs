@@ -1,0 +1,466 @@
+//! `Memory`: an in-process `Transport` without sockets, for unit tests and criterion benches.
+//! The test plays the peer (`connect`, `push_input`, `push_eof`, `take_output`); the worker code
+//! under test drives it exactly like `Uring`. `wait()` never blocks: with nothing to report it
+//! returns `Tick`. Close semantics match `Uring`: after `close`/`abort` no event but the one
+//! `Closed` is reported for the connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use super::{ConnId, Event, Transport, Waker};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Unused slot.
+    Free,
+    Open,
+    /// `close` was called: output is flushed at the next `wait`, then `Closed`.
+    Closing,
+    /// `Closed` was queued/reported; the slot is kept until `take_output` collected what was sent.
+    Closed,
+}
+
+#[derive(Debug)]
+struct Slot {
+    gen: u32,
+    state: State,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    sent: Vec<u8>,
+    /// Peer bytes not yet delivered (no receive armed when they were pushed).
+    pending: Vec<u8>,
+    eof: bool,
+    recv: bool,
+    dirty: bool,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            gen: 0,
+            state: State::Free,
+            input: Vec::new(),
+            output: Vec::new(),
+            sent: Vec::new(),
+            pending: Vec::new(),
+            eof: false,
+            recv: false,
+            dirty: false,
+        }
+    }
+}
+
+/// In-memory transport (see module docs).
+pub struct Memory {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    queued: Vec<Event>,
+    dirty: Vec<u32>,
+    open: usize,
+    wake: Arc<EventFd>,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory::new()
+    }
+}
+
+impl Memory {
+    /// An empty transport. Panics only if no eventfd can be created (for tests and benches).
+    pub fn new() -> Memory {
+        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .expect("eventfd for Memory transport");
+        Memory {
+            slots: Vec::new(),
+            free: Vec::new(),
+            queued: Vec::new(),
+            dirty: Vec::new(),
+            open: 0,
+            wake: Arc::new(wake),
+        }
+    }
+
+    /// A new connection from `peer`: queues `Accepted`.
+    pub fn connect(&mut self, peer: SocketAddr) -> ConnId {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::new());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.state = State::Open;
+        self.open += 1;
+        let conn = ConnId::new(index, slot.gen);
+        self.queued.push(Event::Accepted { conn, peer });
+        conn
+    }
+
+    /// The peer sends `bytes`: delivered at once if a receive is armed (`Received`), otherwise
+    /// buffered until `receive`. Ignored once the connection is closing or dead.
+    pub fn push_input(&mut self, conn: ConnId, bytes: &[u8]) {
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
+        if slot.state != State::Open || slot.eof {
+            return;
+        }
+        if slot.recv && !bytes.is_empty() {
+            slot.recv = false;
+            slot.input.extend_from_slice(bytes);
+            self.queued.push(Event::Received {
+                conn,
+                n: bytes.len(),
+            });
+        } else {
+            slot.pending.extend_from_slice(bytes);
+        }
+    }
+
+    /// The peer half-closes: every later receive (after buffered bytes) yields `Received { n: 0 }`.
+    pub fn push_eof(&mut self, conn: ConnId) {
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
+        if slot.state != State::Open {
+            return;
+        }
+        slot.eof = true;
+        if slot.recv && slot.pending.is_empty() {
+            slot.recv = false;
+            self.queued.push(Event::Received { conn, n: 0 });
+        }
+    }
+
+    /// Everything sent so far on `conn` (and forgets it). Works after `Closed` too, once.
+    pub fn take_output(&mut self, conn: ConnId) -> Vec<u8> {
+        let Some(slot) = self.live_mut(conn) else {
+            return Vec::new();
+        };
+        let out = std::mem::take(&mut slot.sent);
+        if slot.state == State::Closed {
+            self.release(conn.index);
+        }
+        out
+    }
+
+    /// True once `Closed` was queued for `conn` (or the id is stale).
+    pub fn is_closed(&self, conn: ConnId) -> bool {
+        match self.slots.get(conn.index()) {
+            Some(s) if s.gen == conn.gen() => matches!(s.state, State::Closed | State::Free),
+            _ => true,
+        }
+    }
+
+    /// Whether a receive is armed on `conn` (handy in tests).
+    pub fn receive_armed(&self, conn: ConnId) -> bool {
+        self.live(conn).is_some_and(|s| s.recv)
+    }
+
+    fn live(&self, conn: ConnId) -> Option<&Slot> {
+        self.slots
+            .get(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
+    }
+
+    fn live_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
+    }
+
+    fn live_or_panic(&mut self, conn: ConnId, what: &str) -> &mut Slot {
+        match self.live_mut(conn) {
+            Some(s) => s,
+            None => panic!("ringwsgi io: {what}({conn:?}) on a dead connection id (caller bug)"),
+        }
+    }
+
+    fn mark_dirty(&mut self, conn: ConnId) {
+        let slot = &mut self.slots[conn.index()];
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(conn.index);
+        }
+    }
+
+    fn finish(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.state = State::Closed;
+        slot.recv = false;
+        slot.input.clear();
+        slot.output.clear();
+        slot.pending.clear();
+        self.open -= 1;
+        self.queued.push(Event::Closed {
+            conn: ConnId::new(index, slot.gen),
+        });
+        if slot.sent.is_empty() {
+            self.release(index);
+        }
+    }
+
+    fn release(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        slot.state = State::Free;
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.eof = false;
+        slot.sent.clear();
+        self.free.push(index);
+    }
+}
+
+impl Transport for Memory {
+    fn wait(&mut self, events: &mut Vec<Event>) -> std::io::Result<()> {
+        let start = events.len();
+        if self.wake.read().is_ok() {
+            events.push(Event::Woken);
+        }
+        // Events queued by the peer side; anything but `Closed` for a connection the caller
+        // closed meanwhile is dropped (no event follows `close`).
+        let slots = &self.slots;
+        events.extend(self.queued.drain(..).filter(|e| match *e {
+            Event::Accepted { conn, .. } | Event::Received { conn, .. } | Event::Sent { conn } => {
+                slots[conn.index()].gen == conn.gen() && slots[conn.index()].state == State::Open
+            }
+            _ => true,
+        }));
+        // "Send" everything queued, then report Sent / Closed.
+        let dirty = std::mem::take(&mut self.dirty);
+        for &index in &dirty {
+            let slot = &mut self.slots[index as usize];
+            slot.dirty = false;
+            let conn = ConnId::new(index, slot.gen);
+            match slot.state {
+                State::Open if !slot.output.is_empty() => {
+                    slot.sent.append(&mut slot.output);
+                    events.push(Event::Sent { conn });
+                }
+                State::Closing => {
+                    slot.sent.append(&mut slot.output);
+                    self.finish(index);
+                    events.append(&mut self.queued);
+                }
+                _ => {}
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+        if events.len() == start {
+            events.push(Event::Tick);
+        }
+        Ok(())
+    }
+
+    fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
+        let slot = self.live_or_panic(conn, "input");
+        assert!(
+            !slot.recv,
+            "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
+        );
+        &mut slot.input
+    }
+
+    fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        self.mark_dirty_checked(conn, "buffers");
+        let slot = self.live_or_panic(conn, "buffers");
+        assert!(
+            !slot.recv,
+            "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
+        );
+        (&mut slot.input, &mut slot.output)
+    }
+
+    fn output(&mut self, conn: ConnId) -> &mut Vec<u8> {
+        self.mark_dirty_checked(conn, "output");
+        &mut self.live_or_panic(conn, "output").output
+    }
+
+    fn pending_output(&self, conn: ConnId) -> usize {
+        self.live(conn).map_or(0, |s| s.output.len())
+    }
+
+    fn receive(&mut self, conn: ConnId) {
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
+        if slot.state != State::Open || slot.recv {
+            return;
+        }
+        if !slot.pending.is_empty() {
+            let n = slot.pending.len();
+            slot.input.append(&mut slot.pending);
+            self.queued.push(Event::Received { conn, n });
+        } else if slot.eof {
+            self.queued.push(Event::Received { conn, n: 0 });
+        } else {
+            slot.recv = true;
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
+        if slot.state != State::Open {
+            return;
+        }
+        slot.state = State::Closing;
+        slot.recv = false;
+        self.mark_dirty(conn);
+    }
+
+    fn abort(&mut self, conn: ConnId) {
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
+        if !matches!(slot.state, State::Open | State::Closing) {
+            return;
+        }
+        self.finish(conn.index);
+    }
+
+    fn stop_accepting(&mut self) {}
+
+    fn connections(&self) -> usize {
+        self.open
+    }
+
+    fn waker(&self) -> Waker {
+        Waker::new(self.wake.clone())
+    }
+}
+
+impl Memory {
+    fn mark_dirty_checked(&mut self, conn: ConnId, what: &str) {
+        self.live_or_panic(conn, what);
+        self.mark_dirty(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "10.0.0.1:4242".parse().unwrap()
+    }
+
+    fn round(m: &mut Memory) -> Vec<Event> {
+        let mut ev = Vec::new();
+        m.wait(&mut ev).unwrap();
+        ev
+    }
+
+    #[test]
+    fn accept_receive_echo() {
+        let mut m = Memory::new();
+        let c = m.connect(peer());
+        assert_eq!(
+            round(&mut m),
+            vec![Event::Accepted {
+                conn: c,
+                peer: peer()
+            }]
+        );
+        assert_eq!(m.connections(), 1);
+        // Bytes before a receive are buffered.
+        m.push_input(c, b"hel");
+        assert_eq!(round(&mut m), vec![Event::Tick]);
+        m.receive(c);
+        m.push_input(c, b"lo"); // not delivered: the receive already completed with "hel"
+        assert_eq!(round(&mut m), vec![Event::Received { conn: c, n: 3 }]);
+        assert_eq!(m.input(c), b"hel");
+        m.receive(c);
+        assert_eq!(round(&mut m), vec![Event::Received { conn: c, n: 2 }]);
+        let (i, o) = m.buffers(c);
+        o.extend_from_slice(i);
+        i.clear();
+        assert_eq!(m.pending_output(c), 5);
+        assert_eq!(round(&mut m), vec![Event::Sent { conn: c }]);
+        assert_eq!(m.take_output(c), b"hello");
+        assert_eq!(m.pending_output(c), 0);
+        m.receive(c);
+        assert!(m.receive_armed(c));
+        m.push_input(c, b"x");
+        assert_eq!(round(&mut m), vec![Event::Received { conn: c, n: 1 }]);
+        m.receive(c);
+        m.push_eof(c);
+        assert_eq!(round(&mut m), vec![Event::Received { conn: c, n: 0 }]);
+        m.receive(c);
+        assert_eq!(round(&mut m), vec![Event::Received { conn: c, n: 0 }]);
+    }
+
+    #[test]
+    #[should_panic(expected = "receive is in flight")]
+    fn input_while_receiving_panics() {
+        let mut m = Memory::new();
+        let c = m.connect(peer());
+        m.receive(c);
+        m.input(c);
+    }
+
+    #[test]
+    fn close_flushes_then_closed_once() {
+        let mut m = Memory::new();
+        let c = m.connect(peer());
+        round(&mut m);
+        m.receive(c);
+        m.output(c).extend_from_slice(b"bye");
+        m.close(c);
+        m.push_input(c, b"ignored");
+        m.receive(c);
+        assert_eq!(round(&mut m), vec![Event::Closed { conn: c }]);
+        assert!(m.is_closed(c));
+        assert_eq!(m.connections(), 0);
+        assert_eq!(m.take_output(c), b"bye");
+        assert_eq!(round(&mut m), vec![Event::Tick]);
+        // The slot is reused with a new generation; the old id stays dead.
+        let c2 = m.connect(peer());
+        assert_eq!(c2.index(), c.index());
+        assert_ne!(c2, c);
+        assert!(m.is_closed(c));
+        assert!(!m.is_closed(c2));
+        m.close(c); // stale: no-op
+        m.abort(c);
+        assert_eq!(
+            round(&mut m),
+            vec![Event::Accepted {
+                conn: c2,
+                peer: peer()
+            }]
+        );
+    }
+
+    #[test]
+    fn abort_drops_output_and_pending_events() {
+        let mut m = Memory::new();
+        let c = m.connect(peer());
+        m.receive(c);
+        m.push_input(c, b"data"); // queued Received
+        m.output(c).extend_from_slice(b"never");
+        m.abort(c);
+        assert_eq!(round(&mut m), vec![Event::Closed { conn: c }]);
+        assert!(m.take_output(c).is_empty());
+        assert_eq!(m.connections(), 0);
+        m.abort(c);
+        assert_eq!(round(&mut m), vec![Event::Tick]);
+    }
+
+    #[test]
+    fn waker_gives_one_woken() {
+        let mut m = Memory::new();
+        let w = m.waker();
+        let t = std::thread::spawn(move || {
+            w.wake();
+            w.wake();
+        });
+        t.join().unwrap();
+        assert_eq!(round(&mut m), vec![Event::Woken]);
+        assert_eq!(round(&mut m), vec![Event::Tick]);
+    }
+}

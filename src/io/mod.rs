@@ -1,0 +1,126 @@
+//! The transport layer: an io_uring completion loop (`Uring`) and an in-memory stand-in
+//! (`Memory`) behind one poll-style `Transport` trait. This module knows nothing of HTTP or
+//! Python: the worker calls `wait()`, reacts to the round's `Event`s by queueing operations
+//! (`receive`, appending to `output`, `close`, ...), and calls `wait()` again, which submits
+//! everything queued in one go. All io_uring `unsafe` of the crate lives under `src/io/`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use nix::sys::eventfd::EventFd;
+
+mod listener;
+mod memory;
+mod uring;
+
+pub use listener::{adopt_listener, bind_reuseport, set_inheritable};
+pub use memory::Memory;
+pub use uring::Uring;
+
+/// Identifies a connection: a dense slab index plus a generation, so a stale id (one whose
+/// `Closed` was already reported) never reaches the connection that later reuses the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    index: u32,
+    gen: u32,
+}
+
+impl ConnId {
+    pub(crate) fn new(index: u32, gen: u32) -> ConnId {
+        ConnId { index, gen }
+    }
+
+    /// Dense slab index (small, reused after `Closed`): usable by the caller to index its own
+    /// `Vec` of per-connection state.
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+
+    pub(crate) fn gen(self) -> u32 {
+        self.gen
+    }
+}
+
+/// What happened during one `wait()` round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new connection (TCP_NODELAY already set). No receive is armed yet: the caller calls `receive`.
+    Accepted { conn: ConnId, peer: SocketAddr },
+    /// A receive completed: `n` new bytes were appended to the connection's input (`n == 0`: the
+    /// peer half-closed, EOF). No receive is in flight now.
+    Received { conn: ConnId, n: usize },
+    /// Everything queued on the connection's output has been written to the socket.
+    Sent { conn: ConnId },
+    /// The connection is gone (reset, error, or after the caller's `close`/`abort`). Emitted
+    /// exactly once per connection; the id is dead afterwards and no other event for it follows.
+    Closed { conn: ConnId },
+    /// About once a second: callers check their deadlines on it.
+    Tick,
+    /// A `Waker` was woken (one event per round however many wakes).
+    Woken,
+}
+
+/// What the worker needs from a transport; implemented by `Uring` (real sockets) and `Memory`
+/// (tests/benches).
+pub trait Transport {
+    /// Submits all queued operations and sends, waits until at least one completion (or a
+    /// wake/tick) is there, and appends this round's events to `events` (in completion order).
+    /// Returns Err only if the ring itself fails.
+    fn wait(&mut self, events: &mut Vec<Event>) -> std::io::Result<()>;
+    /// The connection's input buffer: received bytes accumulate at its end; the caller consumes
+    /// from the front once it parsed them. Panics if a receive is in flight (caller bug) or if
+    /// the id is dead.
+    fn input(&mut self, conn: ConnId) -> &mut Vec<u8>;
+    /// Input and output at once (same rules as `input` and `output`).
+    fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>);
+    /// The connection's output queue: bytes appended here are sent at the next `wait()`.
+    /// Appending is always allowed (in-flight bytes live in a separate, transport-owned buffer).
+    /// Panics if the id is dead.
+    fn output(&mut self, conn: ConnId) -> &mut Vec<u8>;
+    /// Bytes queued or in flight on this connection's output (for backpressure); 0 for a dead id.
+    fn pending_output(&self, conn: ConnId) -> usize;
+    /// Arms one receive into the input's spare capacity (reserving at least 16 KiB first).
+    /// No-op if one is already in flight, the connection is closing, or the id is dead.
+    fn receive(&mut self, conn: ConnId);
+    /// Graceful close: queued output is sent first, then `shutdown(SHUT_WR)`, then input is
+    /// drained until EOF, an error, ~2 s or 256 KiB, then the fd is closed and `Closed` is
+    /// reported. No other event for the connection follows `close`. Output appended after
+    /// `close` is sent only if the flush is still under way. The ~2 s deadline starts once the
+    /// flush is done: a peer that never reads keeps the flush pending until the caller `abort`s
+    /// (write timeouts are the caller's). An in-flight receive is kept and reused for draining.
+    fn close(&mut self, conn: ConnId);
+    /// Immediate close: queued output is dropped, in-flight operations are cancelled, `Closed`
+    /// follows once they completed.
+    fn abort(&mut self, conn: ConnId);
+    /// Stops accepting new connections; the listener fd stays open.
+    fn stop_accepting(&mut self);
+    /// Number of open connections (accepted, `Closed` not yet reported).
+    fn connections(&self) -> usize;
+    /// A handle other threads use to wake this loop (`Event::Woken`).
+    fn waker(&self) -> Waker;
+}
+
+/// Wakes a transport's loop from any thread (`Event::Woken` at its next round).
+#[derive(Clone)]
+pub struct Waker {
+    fd: Arc<EventFd>,
+}
+
+impl Waker {
+    pub(crate) fn new(fd: Arc<EventFd>) -> Waker {
+        Waker { fd }
+    }
+
+    /// Adds 1 to the eventfd counter. Errors are ignored (the only possible one is a counter
+    /// overflow, which still leaves the loop woken).
+    pub fn wake(&self) {
+        let _ = self.fd.write(1);
+    }
+}
+
+impl fmt::Debug for Waker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waker").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,1389 @@
+//! `Uring`: the real transport, one io_uring per worker thread, driven directly (no runtime).
+//!
+//! One multishot accept on the listener, one read on an eventfd (the `Waker`), one re-armed
+//! 1-second timeout (`Tick`), and per connection at most one receive, one send and one shutdown
+//! in flight. Each SQE's `user_data` encodes the operation kind, the slot generation and the
+//! slot index (`encode`), so every completion finds its connection and a stale one is ignored.
+//!
+//! Memory rule (what makes the `unsafe` below sound): a buffer handed to the kernel is a heap
+//! allocation owned by this struct (a slot's `input` spare capacity, a slot's `inflight` send
+//! buffer, the boxed eventfd read buffer and timespec). While the op is in flight, its flag
+//! (`Slot::recv`, `Slot::send`, `wake_armed`, `timeout_armed`) is set and the buffer is neither
+//! handed out, resized, moved nor freed: `input()`/`buffers()` panic while `recv` is set, the
+//! `inflight` buffer is never exposed, a slot is only recycled once no op is in flight on it,
+//! and `Drop` cancels everything and waits for every outstanding completion before any field
+//! is freed (it leaks the buffers rather than free them if the ring fails meanwhile).
+//!
+//! Connection lifecycle: `Open` → (`close`) `Flushing` → `ShuttingDown` → `Draining` →
+//! `Finishing` → fd closed, `Closed` reported, slot `Free`. Errors and `abort` jump to
+//! `Finishing` (in-flight ops cancelled). Only `Open` connections report events besides `Closed`.
+
+use std::io;
+use std::marker::PhantomData;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use socket2::SockRef;
+
+use super::{ConnId, Event, Transport, Waker};
+
+/// Room reserved in the input before each receive.
+const RECV_RESERVE: usize = 16 * 1024;
+/// Initial input capacity of a slot.
+const INPUT_INITIAL: usize = 16 * 1024;
+/// Buffers larger than this are shrunk back when a slot is recycled.
+const BUFFER_KEEP: usize = 1024 * 1024;
+/// Graceful close: stop draining after this many discarded bytes...
+const DRAIN_LIMIT: usize = 256 * 1024;
+/// ...or after this many ticks since `shutdown(SHUT_WR)` completed (2–3 s).
+const DRAIN_TICKS: u8 = 3;
+/// Largest length given to one send/recv SQE.
+const MAX_OP_LEN: usize = 1 << 30;
+
+const INDEX_BITS: u32 = 32;
+const GEN_BITS: u32 = 24;
+const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+
+/// The kind of operation a completion belongs to (top byte of `user_data`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Cancel = 4,
+    Timeout = 5,
+    Wake = 6,
+    Shutdown = 7,
+}
+
+impl Op {
+    fn from_u8(v: u8) -> Option<Op> {
+        Some(match v {
+            1 => Op::Accept,
+            2 => Op::Recv,
+            3 => Op::Send,
+            4 => Op::Cancel,
+            5 => Op::Timeout,
+            6 => Op::Wake,
+            7 => Op::Shutdown,
+            _ => return None,
+        })
+    }
+}
+
+fn encode(op: Op, index: u32, gen: u32) -> u64 {
+    ((op as u64) << 56) | (((gen & GEN_MASK) as u64) << INDEX_BITS) | index as u64
+}
+
+fn decode(user_data: u64) -> (Option<Op>, u32, u32) {
+    let op = Op::from_u8((user_data >> 56) as u8);
+    let gen = ((user_data >> INDEX_BITS) as u32) & GEN_MASK;
+    (op, user_data as u32, gen)
+}
+
+/// A completion copied out of the CQ ring.
+#[derive(Clone, Copy, Debug)]
+struct Cqe {
+    user_data: u64,
+    result: i32,
+    flags: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Free,
+    Open,
+    /// `close` called: sending what is queued.
+    Flushing,
+    /// `shutdown(SHUT_WR)` in flight.
+    ShuttingDown,
+    /// Reading and discarding until EOF / limit / deadline.
+    Draining,
+    /// Waiting for in-flight ops to complete, then the fd is closed and `Closed` reported.
+    Finishing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accept {
+    /// Multishot accept in flight.
+    Armed,
+    /// Needs arming at the next `wait`.
+    Idle,
+    /// Failed with a resource error (EMFILE...): re-armed at the next tick.
+    Paused,
+    /// `stop_accepting` was called.
+    Stopped,
+}
+
+struct Slot {
+    gen: u32,
+    state: State,
+    fd: Option<OwnedFd>,
+    input: Vec<u8>,
+    /// Caller-visible output queue.
+    output: Vec<u8>,
+    /// Bytes being sent (kernel-visible while `send`); `sent` of them are done.
+    inflight: Vec<u8>,
+    sent: usize,
+    recv: bool,
+    send: bool,
+    shutdown: bool,
+    /// The peer's EOF was seen while closing.
+    eof: bool,
+    drained: usize,
+    ticks: u8,
+    /// Queued in `Uring::todo`.
+    queued: bool,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            gen: 0,
+            state: State::Free,
+            fd: None,
+            input: Vec::with_capacity(INPUT_INITIAL),
+            output: Vec::new(),
+            inflight: Vec::new(),
+            sent: 0,
+            recv: false,
+            send: false,
+            shutdown: false,
+            eof: false,
+            drained: 0,
+            ticks: 0,
+            queued: false,
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.recv || self.send || self.shutdown
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+}
+
+/// The io_uring transport (see module docs). Not `Send`: the ring is set up
+/// `IORING_SETUP_SINGLE_ISSUER`, so it must stay on the thread that created it.
+pub struct Uring {
+    ring: IoUring,
+    listener: TcpListener,
+    wake_fd: Arc<EventFd>,
+    /// Target of the eventfd read (kernel-written while `wake_armed`).
+    wake_buf: Box<u64>,
+    /// Tick interval (kernel-read while `timeout_armed`).
+    timespec: Box<types::Timespec>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    open: usize,
+    /// Slots whose output / close needs looking at before the next submit.
+    todo: Vec<u32>,
+    cqes: Vec<Cqe>,
+    /// Events produced so far this round (or between rounds, e.g. by `abort`).
+    ready: Vec<Event>,
+    accept: Accept,
+    wake_armed: bool,
+    wake_paused: bool,
+    timeout_armed: bool,
+    woken: bool,
+    /// A ring error hit where it could not be returned (pushing an SQE); returned by `wait`.
+    fatal: Option<io::Error>,
+    /// The ring failed at some point: in-flight bookkeeping can no longer be trusted, so Drop
+    /// leaks the buffers instead of waiting for completions that may never come.
+    broken: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+fn build_ring(entries: u32) -> io::Result<IoUring> {
+    let fast = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_coop_taskrun()
+        .setup_submit_all()
+        .build(entries);
+    match fast {
+        Ok(ring) => return Ok(ring),
+        Err(e) => tracing::debug!("io_uring with COOP_TASKRUN|SUBMIT_ALL: {e}"),
+    }
+    if let Ok(ring) = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        tracing::info!(
+            "io_uring: COOP_TASKRUN/SUBMIT_ALL unavailable, using SINGLE_ISSUER|DEFER_TASKRUN"
+        );
+        return Ok(ring);
+    }
+    let ring = IoUring::new(entries)?;
+    tracing::warn!(
+        "io_uring: SINGLE_ISSUER|DEFER_TASKRUN unavailable (old kernel?), using a default ring"
+    );
+    Ok(ring)
+}
+
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    )
+}
+
+impl Uring {
+    /// Sets up the ring on the calling thread (which must be the one driving it) and arms the
+    /// multishot accept on `listener`, the waker read and the tick timeout.
+    pub fn new(listener: TcpListener, entries: u32) -> io::Result<Uring> {
+        // io_uring does the waiting; a non-blocking listener would make accept fail with EAGAIN.
+        listener.set_nonblocking(false)?;
+        let ring = build_ring(entries.max(8))?;
+        let wake_fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
+        let uring = Uring {
+            ring,
+            listener,
+            wake_fd: Arc::new(wake_fd),
+            wake_buf: Box::new(0),
+            timespec: Box::new(types::Timespec::new().sec(1)),
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            todo: Vec::new(),
+            cqes: Vec::new(),
+            ready: Vec::new(),
+            accept: Accept::Idle,
+            wake_armed: false,
+            wake_paused: false,
+            timeout_armed: false,
+            woken: false,
+            fatal: None,
+            broken: false,
+            _not_send: PhantomData,
+        };
+        // Accept, waker read and tick timeout are pushed at the first `wait` (so a
+        // `stop_accepting` before it never accepts anything).
+        Ok(uring)
+    }
+
+    // ----- SQ / CQ plumbing -----
+
+    /// Pushes one SQE, submitting first if the SQ is full.
+    ///
+    /// # Safety
+    /// Every buffer the entry points at must stay valid, unmoved and not otherwise accessed
+    /// until its completion has been reaped (see the module's memory rule).
+    unsafe fn push(&mut self, entry: &squeue::Entry) {
+        for _ in 0..64 {
+            // SAFETY: forwarded from this function's contract.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            // SQ full: hand what is queued to the kernel.
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if retryable(&e) => self.reap(),
+                Err(e) => {
+                    tracing::error!("io_uring submit failed: {e}");
+                    self.broken = true;
+                    self.fatal.get_or_insert(e);
+                    return;
+                }
+            }
+        }
+        self.broken = true;
+        self.fatal
+            .get_or_insert(io::Error::other("io_uring submission queue stays full"));
+    }
+
+    /// Copies every available completion into `self.cqes`.
+    fn reap(&mut self) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            self.cqes.push(Cqe {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            });
+        }
+    }
+
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        match self.ring.submitter().submit_and_wait(want) {
+            Ok(_) => Ok(()),
+            // Interrupted, out of kernel resources for a moment, or CQ overflow: reap and loop.
+            Err(e) if retryable(&e) => Ok(()),
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn cancel(&mut self, target: u64) {
+        let (_, index, gen) = decode(target);
+        let entry =
+            opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(encode(Op::Cancel, index, gen));
+        // SAFETY: a cancel request references no memory (the target is matched by user_data).
+        unsafe { self.push(&entry) };
+    }
+
+    // ----- background ops: accept, waker, tick -----
+
+    fn arm_background(&mut self) {
+        if self.accept == Accept::Idle {
+            let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(encode(Op::Accept, 0, 0));
+            self.accept = Accept::Armed;
+            // SAFETY: the accept passes no address buffer; the listener outlives the ring's ops
+            // (Drop cancels the accept and waits for it before fields are dropped).
+            unsafe { self.push(&entry) };
+        }
+        if !self.wake_armed && !self.wake_paused {
+            let buf: *mut u64 = &mut *self.wake_buf;
+            let entry = opcode::Read::new(types::Fd(self.wake_fd.as_raw_fd()), buf.cast::<u8>(), 8)
+                .build()
+                .user_data(encode(Op::Wake, 0, 0));
+            self.wake_armed = true;
+            // SAFETY: `wake_buf` is a Box of 8 bytes owned by self, never read or moved while
+            // `wake_armed`; Drop waits for this completion before freeing it.
+            unsafe { self.push(&entry) };
+        }
+        if !self.timeout_armed {
+            let ts: *const types::Timespec = &*self.timespec;
+            let entry = opcode::Timeout::new(ts)
+                .build()
+                .user_data(encode(Op::Timeout, 0, 0));
+            self.timeout_armed = true;
+            // SAFETY: `timespec` is a Box owned by self and never mutated; Drop waits for the
+            // timeout's completion before freeing it.
+            unsafe { self.push(&entry) };
+        }
+    }
+
+    fn on_accept(&mut self, c: Cqe) {
+        if !cqueue::more(c.flags) && self.accept == Accept::Armed {
+            self.accept = Accept::Idle;
+        }
+        if c.result >= 0 {
+            // SAFETY: a successful accept completion's result is a new fd the kernel just
+            // installed in our table; nothing else owns it.
+            let fd = unsafe { OwnedFd::from_raw_fd(c.result) };
+            self.adopt(fd);
+            return;
+        }
+        let err = -c.result;
+        match err {
+            libc::ECANCELED => {}
+            libc::ECONNABORTED | libc::EINTR | libc::EAGAIN => {
+                tracing::debug!("accept: {}", io::Error::from_raw_os_error(err));
+            }
+            _ => {
+                tracing::warn!(
+                    "accept failed: {} (retrying at the next tick)",
+                    io::Error::from_raw_os_error(err)
+                );
+                if self.accept == Accept::Idle {
+                    self.accept = Accept::Paused;
+                }
+            }
+        }
+    }
+
+    /// Registers an accepted socket as a connection (`Accepted`), or drops (closes) it if it
+    /// is already unusable.
+    fn adopt(&mut self, fd: OwnedFd) {
+        let sock = SockRef::from(&fd);
+        let peer = match sock.peer_addr().map(|a| a.as_socket()) {
+            Ok(Some(peer)) => peer,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("accepted socket unusable: {e}");
+                return;
+            }
+        };
+        if let Err(e) = sock.set_tcp_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::new());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.state = State::Open;
+        slot.fd = Some(fd);
+        self.open += 1;
+        self.ready.push(Event::Accepted {
+            conn: ConnId::new(index, slot.gen),
+            peer,
+        });
+    }
+
+    fn on_wake(&mut self, c: Cqe) {
+        self.wake_armed = false;
+        if c.result >= 0 {
+            if !self.woken {
+                self.woken = true;
+                self.ready.push(Event::Woken);
+            }
+        } else if c.result != -libc::ECANCELED {
+            tracing::warn!(
+                "waker read failed: {}",
+                io::Error::from_raw_os_error(-c.result)
+            );
+            self.wake_paused = true;
+        }
+    }
+
+    fn on_timeout(&mut self, c: Cqe) {
+        self.timeout_armed = false;
+        if c.result == -libc::ECANCELED {
+            return;
+        }
+        self.ready.push(Event::Tick);
+        if self.accept == Accept::Paused {
+            self.accept = Accept::Idle;
+        }
+        self.wake_paused = false;
+        for index in 0..self.slots.len() {
+            let slot = &mut self.slots[index];
+            if slot.state == State::Draining {
+                slot.ticks = slot.ticks.saturating_add(1);
+                if slot.ticks >= DRAIN_TICKS {
+                    self.finish(index);
+                }
+            }
+        }
+    }
+
+    // ----- connections -----
+
+    fn live(&self, conn: ConnId) -> Option<&Slot> {
+        self.slots
+            .get(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
+    }
+
+    fn live_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(conn.index())
+            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
+    }
+
+    fn live_or_panic(&mut self, conn: ConnId, what: &str) -> &mut Slot {
+        match self.live_mut(conn) {
+            Some(s) => s,
+            None => panic!("ringwsgi io: {what}({conn:?}) on a dead connection id (caller bug)"),
+        }
+    }
+
+    fn enqueue(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if !slot.queued {
+            slot.queued = true;
+            self.todo.push(index as u32);
+        }
+    }
+
+    fn arm_recv(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.input.reserve(RECV_RESERVE);
+        let spare = slot.input.spare_capacity_mut();
+        let len = spare.len().min(MAX_OP_LEN) as u32;
+        let buf = spare.as_mut_ptr().cast::<u8>();
+        let entry = opcode::Recv::new(types::Fd(slot.raw_fd()), buf, len)
+            .build()
+            .user_data(encode(Op::Recv, index as u32, slot.gen));
+        slot.recv = true;
+        // SAFETY: `buf..buf+len` is the input's spare capacity. While `recv` is set the input
+        // is not handed out (`input`/`buffers` panic), not resized and not freed (the slot is
+        // only recycled, and Drop only returns, once `recv` is cleared by the completion).
+        unsafe { self.push(&entry) };
+    }
+
+    /// Starts sending the output queue (swapped into the kernel-owned `inflight` buffer).
+    fn start_send(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        debug_assert!(!slot.send && slot.inflight.is_empty());
+        std::mem::swap(&mut slot.output, &mut slot.inflight);
+        slot.sent = 0;
+        self.submit_send(index);
+    }
+
+    /// Sends the not yet sent rest of `inflight`.
+    fn submit_send(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let rest = &slot.inflight[slot.sent..];
+        let len = rest.len().min(MAX_OP_LEN) as u32;
+        let entry = opcode::Send::new(types::Fd(slot.raw_fd()), rest.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(encode(Op::Send, index as u32, slot.gen));
+        slot.send = true;
+        // SAFETY: `inflight` is never exposed to the caller and is only modified in `on_send`,
+        // after this send's completion cleared `send`; the slot is not recycled (and Drop does
+        // not return) while `send` is set.
+        unsafe { self.push(&entry) };
+    }
+
+    fn submit_shutdown(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let entry = opcode::Shutdown::new(types::Fd(slot.raw_fd()), libc::SHUT_WR)
+            .build()
+            .user_data(encode(Op::Shutdown, index as u32, slot.gen));
+        slot.shutdown = true;
+        slot.state = State::ShuttingDown;
+        // SAFETY: shutdown references no memory; the fd stays open until the slot is finished,
+        // which waits for this completion.
+        unsafe { self.push(&entry) };
+    }
+
+    /// Moves a connection to `Finishing`: drops unsent output, cancels in-flight receive and
+    /// send, and finalizes at once if nothing is in flight.
+    fn finish(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if slot.state == State::Finishing || slot.state == State::Free {
+            return;
+        }
+        slot.state = State::Finishing;
+        slot.output.clear();
+        let (recv, send, gen) = (slot.recv, slot.send, slot.gen);
+        if recv {
+            self.cancel(encode(Op::Recv, index as u32, gen));
+        }
+        if send {
+            self.cancel(encode(Op::Send, index as u32, gen));
+        }
+        self.advance(index);
+    }
+
+    /// Closes the fd, reports `Closed` and recycles the slot. Only with nothing in flight.
+    fn finalize(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        debug_assert!(!slot.busy());
+        slot.fd = None;
+        let conn = ConnId::new(index as u32, slot.gen);
+        slot.state = State::Free;
+        slot.gen = (slot.gen + 1) & GEN_MASK;
+        slot.input.clear();
+        slot.output.clear();
+        slot.inflight.clear();
+        if slot.input.capacity() > BUFFER_KEEP {
+            slot.input.shrink_to(INPUT_INITIAL);
+        }
+        if slot.output.capacity() > BUFFER_KEEP {
+            slot.output.shrink_to(0);
+        }
+        if slot.inflight.capacity() > BUFFER_KEEP {
+            slot.inflight.shrink_to(0);
+        }
+        slot.sent = 0;
+        slot.eof = false;
+        slot.drained = 0;
+        slot.ticks = 0;
+        self.free.push(index as u32);
+        self.open -= 1;
+        self.ready.push(Event::Closed { conn });
+    }
+
+    /// Queues whatever the connection's state calls for next.
+    fn advance(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        match slot.state {
+            State::Free | State::ShuttingDown => {}
+            State::Open => {
+                if !slot.send && !slot.output.is_empty() {
+                    self.start_send(index);
+                }
+            }
+            // Flushing with a send in flight: `on_send` advances again when it completes.
+            State::Flushing if slot.send => {}
+            State::Flushing => {
+                if !slot.output.is_empty() {
+                    self.start_send(index);
+                } else {
+                    self.submit_shutdown(index);
+                }
+            }
+            State::Draining => {
+                if slot.eof || slot.drained >= DRAIN_LIMIT {
+                    self.finish(index);
+                } else if !slot.recv {
+                    slot.input.clear();
+                    self.arm_recv(index);
+                }
+            }
+            State::Finishing => {
+                if !slot.busy() {
+                    self.finalize(index);
+                }
+            }
+        }
+    }
+
+    fn on_recv(&mut self, index: usize, res: i32) {
+        let slot = &mut self.slots[index];
+        slot.recv = false;
+        match slot.state {
+            State::Open if res >= 0 => {
+                let spare = slot.input.capacity() - slot.input.len();
+                let n = (res as usize).min(spare);
+                // SAFETY: the kernel wrote `n` bytes into the spare capacity this receive was
+                // given (`n` is clamped to it; the capacity did not change while `recv` was set).
+                unsafe { slot.input.set_len(slot.input.len() + n) };
+                let conn = ConnId::new(index as u32, slot.gen);
+                self.ready.push(Event::Received { conn, n });
+            }
+            State::Open => self.fail(index, res),
+            // Closing: received bytes are discarded (never made part of the input).
+            State::Flushing | State::ShuttingDown | State::Draining if res < 0 => {
+                self.finish(index)
+            }
+            State::Flushing | State::ShuttingDown | State::Draining => {
+                if res == 0 {
+                    slot.eof = true;
+                }
+                slot.drained += res as usize;
+                self.advance(index);
+            }
+            State::Finishing | State::Free => self.advance(index),
+        }
+    }
+
+    fn on_send(&mut self, index: usize, res: i32) {
+        let slot = &mut self.slots[index];
+        slot.send = false;
+        if !matches!(slot.state, State::Open | State::Flushing) {
+            self.advance(index);
+            return;
+        }
+        if res <= 0 {
+            // 0 bytes for a non-empty send would loop forever: treat it as a dead peer.
+            self.fail(index, if res == 0 { -libc::EPIPE } else { res });
+            return;
+        }
+        slot.sent += res as usize;
+        if slot.sent < slot.inflight.len() {
+            self.submit_send(index);
+            return;
+        }
+        slot.inflight.clear();
+        slot.sent = 0;
+        if slot.state == State::Open && slot.output.is_empty() {
+            let conn = ConnId::new(index as u32, slot.gen);
+            self.ready.push(Event::Sent { conn });
+        } else {
+            self.advance(index);
+        }
+    }
+
+    fn on_shutdown(&mut self, index: usize, res: i32) {
+        let slot = &mut self.slots[index];
+        slot.shutdown = false;
+        if slot.state == State::ShuttingDown {
+            if res < 0 {
+                self.finish(index);
+                return;
+            }
+            slot.state = State::Draining;
+            slot.ticks = 0;
+        }
+        self.advance(index);
+    }
+
+    fn fail(&mut self, index: usize, res: i32) {
+        tracing::debug!(
+            "connection {index}: {} (closing)",
+            io::Error::from_raw_os_error(-res)
+        );
+        self.finish(index);
+    }
+
+    fn complete(&mut self, c: Cqe) {
+        let (op, index, gen) = decode(c.user_data);
+        let op = match op {
+            Some(Op::Accept) => return self.on_accept(c),
+            Some(Op::Wake) => return self.on_wake(c),
+            Some(Op::Timeout) => return self.on_timeout(c),
+            Some(Op::Cancel) | None => return,
+            Some(op) => op,
+        };
+        let index = index as usize;
+        match self.slots.get(index) {
+            Some(s) if s.gen == gen && s.state != State::Free => {}
+            _ => {
+                tracing::error!(
+                    "io_uring: completion {op:?} for a recycled slot {index} (ignored)"
+                );
+                return;
+            }
+        }
+        match op {
+            Op::Recv => self.on_recv(index, c.result),
+            Op::Send => self.on_send(index, c.result),
+            Op::Shutdown => self.on_shutdown(index, c.result),
+            _ => {}
+        }
+    }
+
+    /// Processes every reaped completion (including ones reaped while processing).
+    fn process(&mut self) {
+        loop {
+            let mut batch = std::mem::take(&mut self.cqes);
+            if batch.is_empty() {
+                self.cqes = batch;
+                return;
+            }
+            for c in batch.drain(..) {
+                self.complete(c);
+            }
+            batch.append(&mut self.cqes);
+            self.cqes = batch;
+        }
+    }
+
+    fn run_todo(&mut self) {
+        let mut todo = std::mem::take(&mut self.todo);
+        for &index in &todo {
+            self.slots[index as usize].queued = false;
+            self.advance(index as usize);
+        }
+        todo.clear();
+        todo.append(&mut self.todo);
+        // Anything enqueued while advancing is looked at next round.
+        self.todo = todo;
+    }
+
+    // ----- shutdown -----
+
+    /// Whether any op that references memory or an fd of ours is still in flight.
+    fn outstanding(&self) -> bool {
+        self.accept == Accept::Armed
+            || self.wake_armed
+            || self.timeout_armed
+            || self.slots.iter().any(Slot::busy)
+    }
+
+    /// Records a completion during Drop: only clears in-flight flags (and closes accepted fds).
+    fn retire(&mut self, c: Cqe) {
+        let (op, index, gen) = decode(c.user_data);
+        match op {
+            Some(Op::Accept) => {
+                if c.result >= 0 {
+                    // SAFETY: a new fd from a successful accept, owned by nobody: closed here.
+                    drop(unsafe { OwnedFd::from_raw_fd(c.result) });
+                }
+                if !cqueue::more(c.flags) {
+                    self.accept = Accept::Stopped;
+                }
+            }
+            Some(Op::Wake) => self.wake_armed = false,
+            Some(Op::Timeout) => self.timeout_armed = false,
+            Some(op @ (Op::Recv | Op::Send | Op::Shutdown)) => {
+                if let Some(slot) = self.slots.get_mut(index as usize).filter(|s| s.gen == gen) {
+                    match op {
+                        Op::Recv => slot.recv = false,
+                        Op::Send => slot.send = false,
+                        _ => slot.shutdown = false,
+                    }
+                }
+            }
+            Some(Op::Cancel) | None => {}
+        }
+    }
+}
+
+impl Transport for Uring {
+    fn wait(&mut self, events: &mut Vec<Event>) -> io::Result<()> {
+        self.woken = false;
+        loop {
+            if let Some(e) = self.fatal.take() {
+                return Err(e);
+            }
+            self.run_todo();
+            self.arm_background();
+            if let Some(e) = self.fatal.take() {
+                return Err(e);
+            }
+            // Events already there (e.g. `Closed` after `abort`): submit without blocking.
+            let want = usize::from(self.ready.is_empty() && self.cqes.is_empty());
+            self.enter(want)?;
+            self.reap();
+            self.process();
+            if !self.ready.is_empty() {
+                events.append(&mut self.ready);
+                return Ok(());
+            }
+        }
+    }
+
+    fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
+        let slot = self.live_or_panic(conn, "input");
+        assert!(
+            !slot.recv,
+            "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
+        );
+        &mut slot.input
+    }
+
+    fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        self.live_or_panic(conn, "buffers");
+        self.enqueue(conn.index());
+        let slot = &mut self.slots[conn.index()];
+        assert!(
+            !slot.recv,
+            "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
+        );
+        (&mut slot.input, &mut slot.output)
+    }
+
+    fn output(&mut self, conn: ConnId) -> &mut Vec<u8> {
+        self.live_or_panic(conn, "output");
+        self.enqueue(conn.index());
+        &mut self.slots[conn.index()].output
+    }
+
+    fn pending_output(&self, conn: ConnId) -> usize {
+        self.live(conn)
+            .map_or(0, |s| s.output.len() + s.inflight.len() - s.sent)
+    }
+
+    fn receive(&mut self, conn: ConnId) {
+        if self
+            .live(conn)
+            .is_some_and(|s| s.state == State::Open && !s.recv)
+        {
+            self.arm_recv(conn.index());
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(slot) = self.live_mut(conn) {
+            if slot.state == State::Open {
+                // An in-flight receive is kept and reused for the draining.
+                slot.state = State::Flushing;
+                self.enqueue(conn.index());
+            }
+        }
+    }
+
+    fn abort(&mut self, conn: ConnId) {
+        if self.live(conn).is_some() {
+            self.finish(conn.index());
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        if self.accept == Accept::Armed {
+            self.cancel(encode(Op::Accept, 0, 0));
+        }
+        self.accept = Accept::Stopped;
+    }
+
+    fn connections(&self) -> usize {
+        self.open
+    }
+
+    fn waker(&self) -> Waker {
+        Waker::new(self.wake_fd.clone())
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        // 1. Cancel everything in flight (pushed SQEs not yet submitted go out first).
+        self.fatal = self.broken.then(|| io::Error::other("ring failed earlier"));
+        if self.accept == Accept::Armed {
+            self.cancel(encode(Op::Accept, 0, 0));
+        }
+        if self.wake_armed {
+            self.cancel(encode(Op::Wake, 0, 0));
+        }
+        if self.timeout_armed {
+            self.cancel(encode(Op::Timeout, 0, 0));
+        }
+        for index in 0..self.slots.len() {
+            let (recv, send, gen) = {
+                let s = &self.slots[index];
+                (s.recv, s.send, s.gen)
+            };
+            if recv {
+                self.cancel(encode(Op::Recv, index as u32, gen));
+            }
+            if send {
+                self.cancel(encode(Op::Send, index as u32, gen));
+            }
+        }
+        // 2. Wait for every outstanding completion before any buffer is freed.
+        let mut failures = 0;
+        while !self.broken && self.outstanding() && self.fatal.is_none() {
+            if let Err(e) = self.ring.submitter().submit_and_wait(1) {
+                if !retryable(&e) || failures > 1000 {
+                    self.fatal = Some(e);
+                    break;
+                }
+                failures += 1;
+            }
+            self.reap();
+            for c in std::mem::take(&mut self.cqes) {
+                self.retire(c);
+            }
+        }
+        if let Some(e) = self.fatal.take() {
+            // The kernel may still write into our buffers: leak them rather than free them.
+            tracing::error!("io_uring teardown failed ({e}); leaking in-flight buffers");
+            std::mem::forget(std::mem::take(&mut self.slots));
+            std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
+            std::mem::forget(std::mem::replace(
+                &mut self.timespec,
+                Box::new(types::Timespec::new()),
+            ));
+        }
+        // 3. Fields drop now: connection fds, listener, eventfd, then the ring.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{adopt_listener, bind_reuseport};
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpStream};
+    use std::os::fd::{AsFd, IntoRawFd};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    fn server() -> (Uring, SocketAddr) {
+        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        (Uring::new(listener, 256).unwrap(), addr)
+    }
+
+    fn client(addr: SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Drives `u` until `f` returns true; panics after `secs` seconds.
+    fn run(u: &mut Uring, secs: u64, mut f: impl FnMut(&mut Uring, Event) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut events = Vec::new();
+        while Instant::now() < deadline {
+            events.clear();
+            u.wait(&mut events).unwrap();
+            for &ev in &events {
+                if f(u, ev) {
+                    return;
+                }
+            }
+        }
+        panic!("test loop timed out");
+    }
+
+    /// Echo server until `closed` connections were reported `Closed`. Closes on EOF.
+    fn echo(u: &mut Uring, closed: usize, secs: u64) {
+        let mut n_closed = 0;
+        run(u, secs, |u, ev| {
+            match ev {
+                Event::Accepted { conn, .. } => u.receive(conn),
+                Event::Received { conn, n: 0 } => u.close(conn),
+                Event::Received { conn, .. } => {
+                    let (i, o) = u.buffers(conn);
+                    o.extend_from_slice(i);
+                    i.clear();
+                    u.receive(conn);
+                }
+                Event::Closed { .. } => n_closed += 1,
+                _ => {}
+            }
+            n_closed == closed
+        });
+    }
+
+    #[test]
+    fn fast_ring_flags_on_this_kernel() {
+        let (u, _) = server();
+        assert!(u.ring.params().is_setup_single_issuer());
+    }
+
+    #[test]
+    fn user_data_roundtrip() {
+        let ud = encode(Op::Send, 123_456, 0xAB_CDEF);
+        assert_eq!(decode(ud), (Some(Op::Send), 123_456, 0xAB_CDEF));
+        assert_eq!(decode(0).0, None);
+    }
+
+    #[test]
+    fn echo_and_peer_address() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            let local = s.local_addr().unwrap();
+            s.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"hello");
+            s.write_all(b"wor").unwrap();
+            s.write_all(b"ld").unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"world");
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+            local
+        });
+        let mut peer = None;
+        let mut closed = false;
+        run(&mut u, 10, |u, ev| {
+            match ev {
+                Event::Accepted { conn, peer: p } => {
+                    peer = Some(p);
+                    assert_eq!(u.connections(), 1);
+                    u.receive(conn);
+                }
+                Event::Received { conn, n: 0 } => u.close(conn),
+                Event::Received { conn, n } => {
+                    assert_eq!(u.input(conn).len(), n);
+                    let (i, o) = u.buffers(conn);
+                    o.extend_from_slice(i);
+                    i.clear();
+                    u.receive(conn);
+                }
+                Event::Closed { .. } => closed = true,
+                _ => {}
+            }
+            closed
+        });
+        assert_eq!(peer, Some(t.join().unwrap()));
+        assert_eq!(u.connections(), 0);
+    }
+
+    #[test]
+    fn pipelined_writes_accumulate() {
+        let (mut u, addr) = server();
+        let expected: Vec<u8> = (0..200u32)
+            .flat_map(|i| format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes())
+            .collect();
+        let payload = expected.clone();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            for chunk in payload.chunks(37) {
+                s.write_all(chunk).unwrap();
+            }
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+        });
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        run(&mut u, 10, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.receive(conn);
+                false
+            }
+            Event::Received { conn, n: 0 } => {
+                u.close(conn);
+                false
+            }
+            Event::Received { conn, n } => {
+                rounds += 1;
+                let input = u.input(conn);
+                assert_eq!(input.len(), n);
+                got.extend_from_slice(input);
+                input.drain(..n);
+                u.receive(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            _ => false,
+        });
+        t.join().unwrap();
+        assert_eq!(got, expected);
+        assert!(rounds >= 1);
+    }
+
+    #[test]
+    fn large_output_partial_sends_then_close() {
+        let (mut u, addr) = server();
+        let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let expected = body.clone();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            // Junk the server never reads: close() must drain it instead of sending a RST.
+            s.write_all(&vec![b'x'; 100 * 1024]).unwrap();
+            thread::sleep(Duration::from_millis(200)); // let the socket buffers fill
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut saw_pending = 0;
+        run(&mut u, 20, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.output(conn).extend_from_slice(&body);
+                saw_pending = u.pending_output(conn);
+                u.close(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            Event::Tick => false,
+            other => panic!("unexpected event after close: {other:?}"),
+        });
+        assert_eq!(saw_pending, body.len());
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "response corrupted");
+    }
+
+    #[test]
+    fn sent_reported_and_output_appendable_while_sending() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            thread::sleep(Duration::from_millis(100));
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let big = 32 * 1024 * 1024;
+        let mut appended = false;
+        let mut sent = 0;
+        run(&mut u, 20, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.output(conn).resize(big, b'a');
+                u.waker().wake(); // next round: the send goes out, then Woken
+                false
+            }
+            Event::Woken => {
+                // The send is in flight now; appending is still allowed.
+                let conn = ConnId::new(0, 0);
+                assert!(u.pending_output(conn) > 0);
+                u.output(conn).extend_from_slice(b"xyz");
+                appended = true;
+                false
+            }
+            Event::Tick => false,
+            Event::Sent { conn } => {
+                assert!(appended, "Sent before the appended bytes went out");
+                assert_eq!(u.pending_output(conn), 0);
+                sent += 1;
+                u.close(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            other => panic!("unexpected {other:?}"),
+        });
+        assert_eq!(sent, 1);
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), big + 3);
+        assert!(got[..big].iter().all(|&b| b == b'a'));
+        assert_eq!(&got[big..], b"xyz");
+    }
+
+    #[test]
+    fn peer_reset_mid_send_gives_one_closed() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            let mut buf = [0u8; 1000];
+            s.read_exact(&mut buf).unwrap();
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(s); // RST
+        });
+        let mut closed = 0;
+        let mut the_conn = None;
+        run(&mut u, 20, |u, ev| {
+            match ev {
+                Event::Accepted { conn, .. } => {
+                    the_conn = Some(conn);
+                    u.output(conn).resize(16 * 1024 * 1024, b'z');
+                    u.receive(conn);
+                }
+                Event::Closed { conn } => {
+                    assert_eq!(Some(conn), the_conn);
+                    closed += 1;
+                }
+                // The RST may first surface on the receive as EOF or as an error.
+                Event::Received { conn, n } => {
+                    assert_eq!(n, 0);
+                    u.receive(conn);
+                }
+                Event::Sent { .. } => panic!("Sent after a reset"),
+                _ => {}
+            }
+            closed == 1
+        });
+        t.join().unwrap();
+        // A couple more rounds: nothing else for that connection.
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            u.wait(&mut events).unwrap();
+        }
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e, Event::Tick | Event::Woken)),
+            "{events:?}"
+        );
+        assert_eq!(u.connections(), 0);
+        // Calls on the dead id are no-ops.
+        let conn = the_conn.unwrap();
+        u.receive(conn);
+        u.close(conn);
+        u.abort(conn);
+        assert_eq!(u.pending_output(conn), 0);
+    }
+
+    #[test]
+    fn abort_with_ops_in_flight() {
+        let (mut u, addr) = server();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+        });
+        let mut accepted = None;
+        run(&mut u, 10, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                accepted = Some(conn);
+                u.receive(conn);
+                u.output(conn).resize(8 * 1024 * 1024, b'q');
+                u.waker().wake();
+                false
+            }
+            Event::Woken => {
+                let conn = accepted.unwrap();
+                u.abort(conn);
+                u.abort(conn);
+                false
+            }
+            Event::Closed { conn } => {
+                assert_eq!(Some(conn), accepted);
+                true
+            }
+            Event::Tick => false,
+            other => panic!("unexpected {other:?}"),
+        });
+        t.join().unwrap();
+        assert_eq!(u.connections(), 0);
+    }
+
+    #[test]
+    fn waker_from_another_thread_and_tick() {
+        let (mut u, _addr) = server();
+        let w = u.waker();
+        w.wake(); // before the first wait: reported at the first round
+        let start = Instant::now();
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            w.wake();
+            w.wake();
+            w.wake();
+        });
+        let mut events = Vec::new();
+        while !events.contains(&Event::Woken) {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            u.wait(&mut events).unwrap();
+        }
+        assert_eq!(events.iter().filter(|e| **e == Event::Woken).count(), 1);
+        t.join().unwrap();
+        events.clear();
+        while !events.contains(&Event::Tick) {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            u.wait(&mut events).unwrap();
+        }
+    }
+
+    #[test]
+    fn stop_accepting_keeps_listener_open() {
+        // Stopped before the first round: nothing is ever accepted.
+        let (mut u, addr) = server();
+        u.stop_accepting();
+        // The kernel still completes handshakes into the backlog: the listener is open.
+        let _c = client(addr);
+        let mut ticks = 0;
+        run(&mut u, 10, |_, ev| {
+            match ev {
+                Event::Accepted { .. } => panic!("accepted after stop_accepting"),
+                Event::Tick => ticks += 1,
+                _ => {}
+            }
+            ticks == 2
+        });
+        assert_eq!(u.connections(), 0);
+
+        // Stopped while the multishot accept is armed: later connections stay in the backlog.
+        let (mut u, addr) = server();
+        let _c1 = client(addr);
+        run(&mut u, 10, |_, ev| matches!(ev, Event::Accepted { .. }));
+        u.stop_accepting();
+        u.waker().wake();
+        run(&mut u, 10, |_, ev| ev == Event::Woken); // the cancel went through
+        let _c2 = client(addr);
+        let mut ticks = 0;
+        run(&mut u, 10, |_, ev| {
+            match ev {
+                Event::Accepted { .. } => panic!("accepted after stop_accepting"),
+                Event::Tick => ticks += 1,
+                _ => {}
+            }
+            ticks == 1
+        });
+        assert_eq!(u.connections(), 1);
+    }
+
+    #[test]
+    fn adopted_listener_accepts() {
+        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dup = listener.as_fd().try_clone_to_owned().unwrap();
+        drop(listener);
+        let mut u = Uring::new(adopt_listener(dup.into_raw_fd()).unwrap(), 64).unwrap();
+        let t = thread::spawn(move || {
+            let mut s = client(addr);
+            s.write_all(b"ping").unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        echo(&mut u, 1, 10);
+        assert_eq!(t.join().unwrap(), b"ping");
+    }
+
+    #[test]
+    fn drop_with_ops_in_flight_does_not_hang() {
+        let (mut u, addr) = server();
+        let clients: Vec<TcpStream> = (0..5).map(|_| client(addr)).collect();
+        let mut accepted = 0;
+        run(&mut u, 10, |u, ev| {
+            if let Event::Accepted { conn, .. } = ev {
+                accepted += 1;
+                u.receive(conn);
+                u.output(conn).resize(8 * 1024 * 1024, b'd');
+                u.waker().wake();
+            }
+            ev == Event::Woken && accepted == 5
+        });
+        let start = Instant::now();
+        drop(u);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(clients);
+    }
+}
