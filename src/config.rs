@@ -1,0 +1,196 @@
+//! The user's front door: command-line flags and the settings derived from them.
+//!
+//! Flags are named as gunicorn names them where the meaning is the same (`--bind`, `--workers`,
+//! `--chdir`, `--pythonpath`, `--backlog`). The master parses them; the worker process receives
+//! the resolved [`WorkerConfig`] from the master (serialized), never the raw command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+/// Command line of the `ringwsgi` command.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ringwsgi",
+    version,
+    about = "A WSGI (PEP 3333) HTTP/1.1 server: one pinned io_uring worker thread per core, \
+             each running the app in its own-GIL subinterpreter.",
+    after_help = "Example: ringwsgi --bind 0.0.0.0:8000 --workers 4 myproject.wsgi:application"
+)]
+pub struct Args {
+    /// The WSGI application: MODULE:NAME, or MODULE:FACTORY() to call a factory that returns it
+    /// (as gunicorn). MODULE is imported with the current directory (after --chdir) on sys.path.
+    #[arg(value_name = "MODULE:APP")]
+    pub app: String,
+
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port (logged at start-up).
+    #[arg(short, long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
+    pub bind: String,
+
+    /// Number of worker threads, each pinned to one CPU with its own io_uring loop, listener and
+    /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity).
+    #[arg(short, long, value_name = "INT")]
+    pub workers: Option<usize>,
+
+    /// Change to this directory before loading the app.
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+
+    /// Comma-separated directories to add to the app's sys.path (before the current directory).
+    #[arg(long, value_name = "DIRS")]
+    pub pythonpath: Option<String>,
+
+    /// Maximum number of pending connections per listening socket.
+    #[arg(long, value_name = "INT", default_value_t = 2048)]
+    pub backlog: i32,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Errors in the configuration, reported as one line before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid app '{0}': expected MODULE:APP or MODULE:FACTORY()")]
+    AppSpec(String),
+    #[error("invalid --bind '{0}': expected HOST:PORT (e.g. 127.0.0.1:8000)")]
+    Bind(String),
+    #[error("--workers must be at least 1")]
+    Workers,
+    #[error("cannot change to directory {0}: {1}")]
+    Chdir(PathBuf, std::io::Error),
+    #[error("cannot resolve {0}: {1}")]
+    Path(String, std::io::Error),
+}
+
+/// What a worker process needs, resolved by the master (paths absolute, CPUs chosen).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    /// MODULE:APP as given.
+    pub app: String,
+    /// Entries to put at the front of each interpreter's sys.path, in order.
+    pub sys_path: Vec<String>,
+    /// One entry per worker thread: the CPU it is pinned to.
+    pub cpus: Vec<usize>,
+    /// The address the listeners are bound to (SERVER_NAME/SERVER_PORT without a Host header).
+    pub bound: SocketAddr,
+    /// SCRIPT_NAME for every request (from the SCRIPT_NAME environment variable, as gunicorn).
+    pub script_name: String,
+    /// Log level for the worker process.
+    pub log_level: String,
+}
+
+impl WorkerConfig {
+    /// wsgi.multiprocess: true when requests of this app may be served by more than one worker.
+    pub fn multiprocess(&self) -> bool {
+        self.cpus.len() > 1
+    }
+}
+
+/// Checks the MODULE:APP syntax (the import itself happens in the workers).
+pub fn check_app_spec(spec: &str) -> Result<(), ConfigError> {
+    let (module, attr) = spec
+        .split_once(':')
+        .ok_or_else(|| ConfigError::AppSpec(spec.to_owned()))?;
+    let is_dotted_name =
+        |s: &str| !s.is_empty() && s.split('.').all(|part| !part.is_empty() && is_identifier(part));
+    let attr_name = attr.split_once('(').map_or(attr, |(name, _)| name);
+    if !is_dotted_name(module) || !is_dotted_name(attr_name) {
+        return Err(ConfigError::AppSpec(spec.to_owned()));
+    }
+    Ok(())
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+/// Parses `HOST:PORT` (`[v6]:PORT` for IPv6); `localhost` means 127.0.0.1.
+pub fn parse_bind(bind: &str) -> Result<SocketAddr, ConfigError> {
+    let err = || ConfigError::Bind(bind.to_owned());
+    if let Ok(addr) = bind.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = bind.rsplit_once(':').ok_or_else(err)?;
+    let port: u16 = port.parse().map_err(|_| err())?;
+    let host = match host {
+        "localhost" | "" => "127.0.0.1",
+        h => h,
+    };
+    format!("{host}:{port}").parse().map_err(|_| err())
+}
+
+/// The CPUs this process may run on (sched_getaffinity), in order.
+pub fn available_cpus() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|id| id.id).collect::<Vec<_>>())
+        .filter(|ids| !ids.is_empty())
+        .unwrap_or_else(|| vec![0])
+}
+
+/// Picks the CPU of each worker: one per available CPU, wrapping around when more workers than
+/// CPUs are asked for.
+pub fn worker_cpus(workers: Option<usize>) -> Result<Vec<usize>, ConfigError> {
+    let cpus = available_cpus();
+    let n = workers.unwrap_or(cpus.len());
+    if n == 0 {
+        return Err(ConfigError::Workers);
+    }
+    Ok((0..n).map(|i| cpus[i % cpus.len()]).collect())
+}
+
+/// The sys.path entries for the app: --pythonpath entries, then the current directory.
+pub fn app_sys_path(pythonpath: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let mut entries = Vec::new();
+    for dir in pythonpath.into_iter().flat_map(|p| p.split(',')) {
+        let dir = dir.trim();
+        if dir.is_empty() {
+            continue;
+        }
+        let abs = std::path::absolute(dir).map_err(|e| ConfigError::Path(dir.to_owned(), e))?;
+        entries.push(abs.to_string_lossy().into_owned());
+    }
+    let cwd = std::env::current_dir().map_err(|e| ConfigError::Path(".".into(), e))?;
+    entries.push(cwd.to_string_lossy().into_owned());
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_specs() {
+        assert!(check_app_spec("app:app").is_ok());
+        assert!(check_app_spec("pkg.mod:create_app()").is_ok());
+        assert!(check_app_spec("pkg.mod:create_app('x')").is_ok());
+        assert!(check_app_spec("app").is_err());
+        assert!(check_app_spec("app:").is_err());
+        assert!(check_app_spec(":app").is_err());
+        assert!(check_app_spec("a-b:app").is_err());
+        assert!(check_app_spec("a..b:app").is_err());
+    }
+
+    #[test]
+    fn binds() {
+        assert_eq!(parse_bind("127.0.0.1:8000").unwrap().port(), 8000);
+        assert_eq!(parse_bind("localhost:9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(parse_bind("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert_eq!(parse_bind(":80").unwrap().to_string(), "127.0.0.1:80");
+        assert!(parse_bind("nonsense").is_err());
+        assert!(parse_bind("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn cpus_wrap_around() {
+        let n = available_cpus().len();
+        assert_eq!(worker_cpus(Some(n * 2 + 1)).unwrap().len(), n * 2 + 1);
+        assert!(worker_cpus(Some(0)).is_err());
+        assert_eq!(worker_cpus(None).unwrap().len(), n);
+    }
+}

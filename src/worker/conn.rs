@@ -1,0 +1,47 @@
+//! What a worker remembers about one connection between rounds of I/O.
+
+use std::net::SocketAddr;
+
+use crate::io::ConnId;
+use crate::wsgi::Handle;
+
+/// Per-connection state. The bytes themselves (input and output) are owned by the transport.
+pub struct Conn {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    /// How far the input was searched for the end of a head, so a slow client does not make
+    /// every new byte rescan (and re-parse) what came before.
+    pub scanned: usize,
+    /// Input bytes needed before the pending request is complete (head + body); 0 when unknown.
+    pub need: usize,
+    /// `100 Continue` was sent for the request being received.
+    pub continue_sent: bool,
+    /// The peer half-closed: answer what is complete, then close.
+    pub read_eof: bool,
+    /// A response whose body is still being pulled from the app; later pipelined requests wait.
+    pub stream: Option<Handle>,
+    /// `close` was called; only `Closed` is expected now.
+    pub closing: bool,
+}
+
+impl Conn {
+    pub fn new(id: ConnId, peer: SocketAddr) -> Self {
+        Conn {
+            id,
+            peer,
+            scanned: 0,
+            need: 0,
+            continue_sent: false,
+            read_eof: false,
+            stream: None,
+            closing: false,
+        }
+    }
+
+    /// Forget the progress of the request just answered.
+    pub fn request_done(&mut self) {
+        self.scanned = 0;
+        self.need = 0;
+        self.continue_sent = false;
+    }
+}

@@ -1,0 +1,300 @@
+//! One interpreter's WSGI state: the loaded app, its environ builder, and the responses still
+//! streaming. All of it is Python objects, so it lives on the worker thread that owns the
+//! interpreter and is released there, attached ([`Wsgi::release`]).
+
+use std::ffi::CString;
+use std::net::SocketAddr;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyModule, PyString};
+
+use super::environ::{EnvironBuilder, EnvironSettings};
+use super::response::{self, Failure, Names, RequestInfo, Stream, PULL_BUDGET};
+use super::table::{Handle, Table};
+use crate::http::{self, DateCache, Request};
+
+const BOOTSTRAP: &str = include_str!("bootstrap.py");
+
+/// What loading the app needs.
+pub struct AppSettings {
+    /// MODULE:APP or MODULE:FACTORY().
+    pub spec: String,
+    /// Put at the front of sys.path, in order.
+    pub sys_path: Vec<String>,
+    pub environ: EnvironSettings,
+}
+
+/// The app could not be loaded: one line for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+/// The first step of a response.
+enum First {
+    /// Head and whole body queued; close() is due.
+    Complete { keep_alive: bool },
+    Streaming(Handle),
+}
+
+/// What the connection does after a call or a resumed stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Respond {
+    /// The whole response is in the output buffer.
+    Done { keep_alive: bool },
+    /// The head and the first part of the body are in the output buffer; call
+    /// [`Wsgi::resume`] with this handle once the output has drained.
+    Streaming(Handle),
+    /// The response broke after part of it was queued: close the connection without ending the
+    /// body cleanly, so the client sees the truncation.
+    Abort,
+}
+
+struct State {
+    app: Py<PyAny>,
+    start_response: Py<PyAny>,
+    format_exception: Py<PyAny>,
+    environ: EnvironBuilder,
+    names: Names,
+    streams: Table<Stream>,
+}
+
+/// The WSGI side of one worker. Drop it only through [`Wsgi::release`].
+pub struct Wsgi {
+    state: Option<State>,
+}
+
+impl Wsgi {
+    /// Runs the bootstrap module and loads the app in the current interpreter.
+    pub fn load(py: Python<'_>, settings: &AppSettings) -> Result<Wsgi, LoadError> {
+        let bootstrap = run_bootstrap(py).map_err(|e| LoadError(format!("bootstrap failed: {e}")))?;
+        let load_app = bootstrap.getattr("load_app").map_err(|e| LoadError(e.to_string()))?;
+        let app = load_app
+            .call1((settings.spec.as_str(), PyList::new(py, &settings.sys_path).map_err(|e| LoadError(e.to_string()))?))
+            .map_err(|e| {
+                let is_load_error = bootstrap
+                    .getattr("LoadError")
+                    .is_ok_and(|cls| e.is_instance(py, &cls));
+                if is_load_error {
+                    LoadError(e.value(py).to_string())
+                } else {
+                    LoadError(format!("cannot load '{}': {e}", settings.spec))
+                }
+            })?;
+        let state = (|| -> PyResult<State> {
+            Ok(State {
+                app: app.unbind(),
+                start_response: bootstrap.getattr("StartResponse")?.unbind(),
+                format_exception: bootstrap.getattr("format_exception")?.unbind(),
+                environ: EnvironBuilder::new(py, &settings.environ)?,
+                names: Names::new(py),
+                streams: Table::default(),
+            })
+        })()
+        .map_err(|e| LoadError(format!("cannot set up the worker: {e}")))?;
+        Ok(Wsgi { state: Some(state) })
+    }
+
+    fn state(&mut self) -> &mut State {
+        self.state.as_mut().expect("Wsgi used after release")
+    }
+
+    /// Calls the app for one request and queues its response (or the start of it) in `out`.
+    /// A failure before the head was queued is answered with a 500 and logged with its traceback.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call(
+        &mut self,
+        py: Python<'_>,
+        req: &Request<'_, '_>,
+        body: &[u8],
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+    ) -> Respond {
+        let start = out.len();
+        let info = RequestInfo {
+            version: req.version,
+            head: req.method == "HEAD",
+            keep_alive: req.keep_alive,
+        };
+        let state = self.state();
+        match state.call(py, req, body, peer, out, date, &info) {
+            Ok(respond) => respond,
+            Err(failure) => {
+                state.log_failure(py, &failure, req.method, req.target);
+                out.truncate(start);
+                http::write_error_response(out, 500, req.version, date);
+                Respond::Done { keep_alive: false }
+            }
+        }
+    }
+
+    /// Pulls the next part of a streaming body into `out` (its output has drained).
+    pub fn resume(&mut self, py: Python<'_>, handle: Handle, out: &mut Vec<u8>) -> Respond {
+        let state = self.state();
+        let Some(stream) = state.streams.get_mut(handle) else {
+            return Respond::Abort;
+        };
+        let iter = stream.iter.bind(py).clone();
+        let start_response = stream.start_response.bind(py).clone();
+        let body = &mut stream.body;
+        let pulled = response::pull(&iter, &start_response, &state.names, PULL_BUDGET, |b| {
+            body.write(out, b.as_bytes())
+        });
+        match pulled {
+            Ok((_, false)) => Respond::Streaming(handle),
+            Ok((_, true)) => {
+                let mut stream = state.streams.remove(handle).expect("present above");
+                let complete = stream.body.finish(out);
+                let closed = state.close(py, stream.result.bind(py));
+                if complete && closed {
+                    Respond::Done { keep_alive: stream.keep_alive }
+                } else {
+                    Respond::Done { keep_alive: false }
+                }
+            }
+            Err(failure) => {
+                state.log_failure(py, &failure, "", b"(streaming body)");
+                if let Some(stream) = state.streams.remove(handle) {
+                    state.close(py, stream.result.bind(py));
+                }
+                Respond::Abort
+            }
+        }
+    }
+
+    /// The connection of a streaming response is gone: close the app's iterable.
+    pub fn abandon(&mut self, py: Python<'_>, handle: Handle) {
+        let state = self.state();
+        if let Some(stream) = state.streams.remove(handle) {
+            state.close(py, stream.result.bind(py));
+        }
+    }
+
+    /// Releases every Python object (closing streams still open). Must run attached, on the
+    /// interpreter's thread, before the interpreter ends.
+    pub fn release(mut self, py: Python<'_>) {
+        if let Some(mut state) = self.state.take() {
+            let streams: Vec<Stream> = state.streams.drain().collect();
+            for stream in streams {
+                state.close(py, stream.result.bind(py));
+            }
+            drop(state);
+        }
+    }
+}
+
+impl Drop for Wsgi {
+    fn drop(&mut self) {
+        // Dropping Python objects while detached aborts the process (no reference pool): when
+        // `release` was not called (a panic unwinding), leak them instead.
+        if let Some(state) = self.state.take() {
+            std::mem::forget(state);
+        }
+    }
+}
+
+impl State {
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        py: Python<'_>,
+        req: &Request<'_, '_>,
+        body: &[u8],
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+        info: &RequestInfo,
+    ) -> Result<Respond, Failure> {
+        let environ = self.environ.build(py, req, body, peer)?;
+        let start_response = self.start_response.bind(py).call0()?;
+        let result = self.app.bind(py).call1((environ, &start_response))?;
+        match self.respond(&result, &start_response, out, date, info) {
+            Ok(First::Streaming(handle)) => Ok(Respond::Streaming(handle)),
+            Ok(First::Complete { keep_alive }) => {
+                let closed = self.close(py, &result);
+                Ok(Respond::Done { keep_alive: keep_alive && closed })
+            }
+            Err(failure) => {
+                // close() is still owed; the failure itself is what gets reported.
+                let _ = response::close_iterable(&result, &self.names);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Writes the head and the first part of the body.
+    fn respond(
+        &mut self,
+        result: &Bound<'_, PyAny>,
+        start_response: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+        info: &RequestInfo,
+    ) -> Result<First, Failure> {
+        if result.is_instance_of::<PyBytes>() || result.is_instance_of::<PyString>() {
+            return Err(Failure::Invalid(format!(
+                "the app returned a bare {} object; it must return an iterable of bytes (e.g. [body])",
+                result.get_type().name()?
+            )));
+        }
+        let iter = result.try_iter()?;
+        let mut items: Vec<Bound<'_, PyBytes>> = Vec::new();
+        let (total, exhausted) =
+            response::pull(&iter, start_response, &self.names, PULL_BUDGET, |b| items.push(b))?;
+        let known_len = exhausted.then_some(total as u64);
+        let (mut body, keep_alive) =
+            response::write_head(out, start_response, &self.names, info, known_len, date)?;
+        for item in &items {
+            body.write(out, item.as_bytes());
+        }
+        if exhausted {
+            let complete = body.finish(out);
+            return Ok(First::Complete { keep_alive: keep_alive && complete });
+        }
+        if info.head {
+            // No body is sent for HEAD: stop iterating (close() follows).
+            return Ok(First::Complete { keep_alive });
+        }
+        let handle = self.streams.insert(Stream {
+            iter: iter.unbind(),
+            result: result.clone().unbind(),
+            start_response: start_response.clone().unbind(),
+            body,
+            keep_alive,
+        });
+        Ok(First::Streaming(handle))
+    }
+
+    /// Calls close() on the app's iterable; false (and logged) if it raised.
+    fn close(&self, py: Python<'_>, result: &Bound<'_, PyAny>) -> bool {
+        match response::close_iterable(result, &self.names) {
+            Ok(()) => true,
+            Err(err) => {
+                self.log_failure(py, &Failure::Raised(err), "", b"(close() of the response iterable)");
+                false
+            }
+        }
+    }
+
+    fn log_failure(&self, py: Python<'_>, failure: &Failure, method: &str, target: &[u8]) {
+        let target = String::from_utf8_lossy(target);
+        match failure {
+            Failure::Raised(err) => {
+                let traceback = self
+                    .format_exception
+                    .bind(py)
+                    .call1((err.value(py),))
+                    .and_then(|t| t.extract::<String>())
+                    .unwrap_or_else(|_| err.to_string());
+                tracing::error!("error handling request {method} {target}:\n{traceback}");
+            }
+            Failure::Invalid(msg) => tracing::error!("error handling request {method} {target}: {msg}"),
+        }
+    }
+}
+
+/// Runs bootstrap.py as a fresh module of this interpreter (never imported from the package).
+fn run_bootstrap(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let code = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL");
+    PyModule::from_code(py, &code, c"<ringwsgi bootstrap>", c"_ringwsgi_bootstrap")
+}

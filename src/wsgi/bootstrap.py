@@ -1,0 +1,123 @@
+"""Run by ringwsgi in each worker interpreter (never imported from the ringwsgi package: the
+native extension cannot be loaded inside a subinterpreter). Holds the pieces of the WSGI glue that
+are simplest in Python: loading the app, the start_response callable, formatting tracebacks."""
+
+import ast
+import importlib
+import sys
+import traceback
+
+
+class LoadError(Exception):
+    """The app could not be loaded; the message is shown to the user as one line."""
+
+
+def _where(exc):
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (at {last.filename}:{last.lineno})"
+
+
+def _resolve(module, expr, spec):
+    try:
+        node = ast.parse(expr.strip(), mode="eval").body
+    except SyntaxError:
+        raise LoadError(f"invalid app '{spec}': expected MODULE:APP or MODULE:FACTORY()") from None
+    call = None
+    if isinstance(node, ast.Call):
+        call, node = node, node.func
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise LoadError(f"invalid app '{spec}': expected MODULE:APP or MODULE:FACTORY()")
+    names.append(node.id)
+    obj = module
+    for name in reversed(names):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise LoadError(f"cannot find '{expr}' in module '{module.__name__}'") from None
+    if call is not None:
+        try:
+            args = [ast.literal_eval(a) for a in call.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        except ValueError:
+            raise LoadError(f"invalid app '{spec}': factory arguments must be literals") from None
+        try:
+            obj = obj(*args, **kwargs)
+        except Exception as e:
+            raise LoadError(
+                f"the app factory '{expr}' raised {type(e).__name__}: {e}{_where(e)}"
+            ) from None
+    if not callable(obj):
+        raise LoadError(f"'{spec}' is not callable (got {type(obj).__name__})")
+    return obj
+
+
+def load_app(spec, paths):
+    """Imports MODULE and returns APP (or calls FACTORY()) for spec 'MODULE:APP'."""
+    for path in reversed(paths):
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+    module_name, _, expr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise LoadError(f"cannot find module '{module_name}' (sys.path: {paths})") from None
+        raise LoadError(f"error while importing '{module_name}': {type(e).__name__}: {e}{_where(e)}") from None
+    except BaseException as e:
+        hint = ""
+        if "does not support loading in subinterpreters" in str(e):
+            hint = " (an extension module of this app refuses subinterpreters)"
+        raise LoadError(
+            f"error while importing '{module_name}': {type(e).__name__}: {e}{_where(e)}{hint}"
+        ) from None
+    return _resolve(module, expr, spec)
+
+
+def format_exception(exc):
+    """The traceback of exc as text, for the server's log."""
+    return "".join(traceback.format_exception(exc)).rstrip("\n")
+
+
+class StartResponse:
+    """The start_response callable of one request (PEP 3333). The server reads status, headers
+    and written after the call, and sets sent once the response head has gone out."""
+
+    status = None
+    headers = None
+    sent = False
+    written = None
+
+    def __call__(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError(f"status must be str, not {type(status).__name__}")
+        if type(headers) is not list:
+            raise TypeError(f"headers must be a list, not {type(headers).__name__}")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data):
+        if self.status is None:
+            raise AssertionError("write() called before start_response()")
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        if self.written is None:
+            self.written = [data]
+        else:
+            self.written.append(data)

@@ -1,0 +1,143 @@
+//! Own-GIL subinterpreters (PEP 684): created, attached to and ended on one owning thread.
+//!
+//! Rules from shared/notes/subinterpreters.md that this module enforces by construction:
+//! - a [`SubInterpreter`] is created on a fresh thread that holds no thread state, and the same
+//!   thread ends it (the type is neither `Send` nor `Sync`);
+//! - the main interpreter imports `_datetime` before any subinterpreter exists (CPython
+//!   gh-136421: two subinterpreters importing datetime otherwise corrupt the heap at exit);
+//! - PyO3's one process-global exception type that error fetching touches (`PanicException`) is
+//!   created in the main interpreter, which outlives every subinterpreter.
+
+use std::marker::PhantomData;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Why a subinterpreter could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum InterpreterError {
+    #[error("own-GIL subinterpreters need Python 3.13 or newer (this is {0})")]
+    Unsupported(String),
+    #[error("Py_NewInterpreterFromConfig failed: {0}")]
+    Create(String),
+}
+
+/// Prepares the main interpreter of a worker process before any subinterpreter is created.
+/// Call once, attached, on the main thread.
+pub fn prepare_main_interpreter(py: Python<'_>) {
+    // Workaround for CPython gh-136421 (fixed upstream in gh-136583, not in 3.13.0).
+    let _ = py.import("_datetime");
+    // The first fetched error makes PyO3 create its PanicException type; let that happen here,
+    // in the interpreter that lives longest, rather than in whichever worker errs first.
+    let _ = py.import("ringwsgi_no_such_module_");
+}
+
+/// An own-GIL subinterpreter owned by the current thread. Detached while not in [`attach`].
+///
+/// [`attach`]: SubInterpreter::attach
+pub struct SubInterpreter {
+    tstate: *mut ffi::PyThreadState,
+    /// The owning thread must be the one that ends it: not `Send`.
+    _owned_by_thread: PhantomData<*mut ()>,
+}
+
+impl SubInterpreter {
+    /// Creates an own-GIL subinterpreter on this thread, which must hold no Python thread state
+    /// (a thread spawned by Rust). The interpreter is left detached.
+    #[cfg(Py_3_13)]
+    pub fn new() -> Result<Self, InterpreterError> {
+        let config = ffi::PyInterpreterConfig {
+            use_main_obmalloc: 0,
+            allow_fork: 0,
+            allow_exec: 0,
+            allow_threads: 1,
+            allow_daemon_threads: 0,
+            check_multi_interp_extensions: 1,
+            gil: ffi::PyInterpreterConfig_OWN_GIL,
+        };
+        let mut tstate: *mut ffi::PyThreadState = std::ptr::null_mut();
+        // SAFETY: the interpreter is initialized (this code runs from the extension module, or
+        // from tests after `Python::initialize`) and this thread holds no thread state, which is
+        // what Py_NewInterpreterFromConfig requires. On success the new thread state is current
+        // on this thread and bound to it for PyGILState (so `Python::attach` finds it).
+        let status = unsafe { ffi::Py_NewInterpreterFromConfig(&mut tstate, &config) };
+        // SAFETY: PyStatus_Exception only inspects the status value.
+        if unsafe { ffi::PyStatus_Exception(status) } != 0 || tstate.is_null() {
+            let msg = if status.err_msg.is_null() {
+                "unknown error".to_owned()
+            } else {
+                // SAFETY: err_msg is a static NUL-terminated C string owned by CPython.
+                unsafe { std::ffi::CStr::from_ptr(status.err_msg) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(InterpreterError::Create(msg));
+        }
+        // SAFETY: the new interpreter's thread state is current and attached on this thread;
+        // detach so the thread holds nothing while it waits for I/O.
+        let saved = unsafe { ffi::PyEval_SaveThread() };
+        debug_assert_eq!(saved, tstate);
+        Ok(SubInterpreter { tstate, _owned_by_thread: PhantomData })
+    }
+
+    /// Subinterpreters are not usable before 3.13 (3.12.1 crashes at interpreter exit).
+    #[cfg(not(Py_3_13))]
+    pub fn new() -> Result<Self, InterpreterError> {
+        Err(InterpreterError::Unsupported(python_version()))
+    }
+
+    /// Runs `f` attached to this interpreter. PyGILState knows this thread's thread state, so
+    /// `Python::attach` restores it (and raises PyO3's attach count, so `Py<T>` dropped inside
+    /// `f` are released at once).
+    pub fn attach<R>(&self, f: impl FnOnce(Python<'_>) -> R) -> R {
+        Python::attach(f)
+    }
+
+    /// Ends the interpreter on its owning thread. Everything of it that Rust holds (`Py<T>`)
+    /// must have been released before, while attached.
+    pub fn end(self) {
+        // SAFETY: this thread owns the interpreter and is detached; restoring its own thread
+        // state attaches it, and Py_EndInterpreter requires exactly that (current, attached,
+        // the only thread state left in the interpreter since daemon threads are disallowed).
+        unsafe {
+            ffi::PyEval_RestoreThread(self.tstate);
+            ffi::Py_EndInterpreter(self.tstate);
+        }
+        // Py_EndInterpreter leaves no current thread state; nothing else to undo.
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SubInterpreter {
+    fn drop(&mut self) {
+        // Only reached when `end` was not called (a panic unwinding the worker thread). Ending the
+        // interpreter in that state is not safe; leaking it is.
+        tracing::error!("a subinterpreter was abandoned without being ended");
+    }
+}
+
+/// Runs `f` detached from the current interpreter (its GIL released, so the app's own threads
+/// run), then attaches again. Unlike `Python::detach`, `f` need not be `Send`: it runs on this
+/// same thread. `f` must not touch Python (it only waits for I/O).
+pub fn detached<R>(_py: Python<'_>, f: impl FnOnce() -> R) -> R {
+    // SAFETY: `_py` proves this thread is attached, so there is a current thread state to save;
+    // it is restored on the same thread before returning (also on unwind, by the guard), and
+    // `f` touches no Python object in between.
+    struct Reattach(*mut ffi::PyThreadState);
+    impl Drop for Reattach {
+        fn drop(&mut self) {
+            // SAFETY: restores the thread state saved below, on the thread that saved it.
+            unsafe { ffi::PyEval_RestoreThread(self.0) }
+        }
+    }
+    let _reattach = Reattach(unsafe { ffi::PyEval_SaveThread() });
+    f()
+}
+
+/// The running Python's version, e.g. "3.13.0".
+pub fn python_version() -> String {
+    Python::attach(|py| {
+        let v = py.version_info();
+        format!("{}.{}.{}", v.major, v.minor, v.patch)
+    })
+}

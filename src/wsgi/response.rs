@@ -1,0 +1,220 @@
+//! Turns what the app returned into response bytes: the head from start_response's status and
+//! headers, then the body items framed by Content-Length, chunked encoding or connection close.
+//!
+//! The first items are pulled before the head is written, so an app that fails on its first
+//! item still gets a 500, and a body that ends within the first pull gets a Content-Length.
+//! Beyond [`PULL_BUDGET`] bytes the iterator is parked (as a [`Stream`]) and resumed when the
+//! connection's output has drained: a slow client holds a Python object, not the core.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
+
+use super::strings::latin1_bytes;
+use crate::http::{self, DateCache, Framing, HeadWriter, Version};
+
+/// Bytes of body pulled from the app per step before yielding to the event loop.
+pub const PULL_BUDGET: usize = 64 * 1024;
+
+/// Interned attribute names used on every request.
+pub struct Names {
+    pub status: Py<PyString>,
+    pub headers: Py<PyString>,
+    pub written: Py<PyString>,
+    pub sent: Py<PyString>,
+    pub close: Py<PyString>,
+}
+
+impl Names {
+    pub fn new(py: Python<'_>) -> Self {
+        let i = |s| PyString::intern(py, s).unbind();
+        Names { status: i("status"), headers: i("headers"), written: i("written"), sent: i("sent"), close: i("close") }
+    }
+}
+
+/// A response whose body is still being pulled from the app.
+pub struct Stream {
+    pub iter: Py<PyIterator>,
+    pub result: Py<PyAny>,
+    pub start_response: Py<PyAny>,
+    pub body: BodyWriter,
+    pub keep_alive: bool,
+}
+
+/// Why a response failed; the message goes to the log.
+pub enum Failure {
+    /// A Python exception (its traceback is logged).
+    Raised(PyErr),
+    /// The app broke a PEP 3333 rule.
+    Invalid(String),
+}
+
+impl From<PyErr> for Failure {
+    fn from(err: PyErr) -> Self {
+        Failure::Raised(err)
+    }
+}
+
+/// Writes body bytes with the response's framing, enforcing the app's Content-Length.
+pub struct BodyWriter {
+    framing: Framing,
+    /// False for HEAD, 1xx, 204 and 304: items are pulled (and close() called) but not sent.
+    send: bool,
+    /// For `Framing::Length`: bytes still to send.
+    remaining: u64,
+}
+
+impl BodyWriter {
+    fn new(framing: Framing, send: bool) -> Self {
+        let remaining = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        BodyWriter { framing, send, remaining }
+    }
+
+    pub fn write(&mut self, out: &mut Vec<u8>, data: &[u8]) {
+        if !self.send || data.is_empty() {
+            return;
+        }
+        match self.framing {
+            Framing::Length(_) => {
+                // More than the declared length is never sent (it would be read as the next response).
+                let n = data.len().min(self.remaining as usize);
+                out.extend_from_slice(&data[..n]);
+                self.remaining -= n as u64;
+            }
+            Framing::Chunked => http::write_chunk(out, data),
+            Framing::UntilClose => out.extend_from_slice(data),
+        }
+    }
+
+    /// Ends the body. Returns false when the connection must close to make a short body visible.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
+        if !self.send {
+            return true;
+        }
+        match self.framing {
+            Framing::Length(_) => self.remaining == 0,
+            Framing::Chunked => {
+                http::write_last_chunk(out);
+                true
+            }
+            Framing::UntilClose => false,
+        }
+    }
+}
+
+/// The request facts the response depends on.
+pub struct RequestInfo {
+    pub version: Version,
+    pub head: bool,
+    pub keep_alive: bool,
+}
+
+/// Pulls items (and any data passed to write(), which comes first) until `budget` bytes or the
+/// end. Returns the bytes pulled and whether the iterable is exhausted.
+pub fn pull<'py>(
+    iter: &Bound<'py, PyIterator>,
+    start_response: &Bound<'py, PyAny>,
+    names: &Names,
+    budget: usize,
+    mut sink: impl FnMut(Bound<'py, PyBytes>),
+) -> Result<(usize, bool), Failure> {
+    let mut total = 0;
+    loop {
+        let next = iter.clone().next();
+        take_written(start_response, names, &mut |b| {
+            total += b.as_bytes().len();
+            sink(b)
+        })?;
+        match next {
+            None => return Ok((total, true)),
+            Some(item) => {
+                let item = item?;
+                let bytes = item.cast_into::<PyBytes>().map_err(|e| {
+                    Failure::Invalid(format!(
+                        "the app's iterable yielded {}, not bytes",
+                        e.into_inner().get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    ))
+                })?;
+                total += bytes.as_bytes().len();
+                sink(bytes);
+                if total >= budget {
+                    return Ok((total, false));
+                }
+            }
+        }
+    }
+}
+
+/// Moves what the app passed to write() (since the last call) to `sink`, in order.
+fn take_written<'py>(
+    start_response: &Bound<'py, PyAny>,
+    names: &Names,
+    sink: &mut dyn FnMut(Bound<'py, PyBytes>),
+) -> PyResult<()> {
+    let py = start_response.py();
+    let written = start_response.getattr(names.written.bind(py))?;
+    if written.is_none() {
+        return Ok(());
+    }
+    start_response.setattr(names.written.bind(py), py.None())?;
+    for item in written.cast_into::<PyList>()?.iter() {
+        sink(item.cast_into::<PyBytes>()?);
+    }
+    Ok(())
+}
+
+/// Writes the head from the app's start_response arguments and returns the body writer.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    start_response: &Bound<'_, PyAny>,
+    names: &Names,
+    req: &RequestInfo,
+    known_len: Option<u64>,
+    date: &DateCache,
+) -> Result<(BodyWriter, bool), Failure> {
+    let py = start_response.py();
+    let status = start_response.getattr(names.status.bind(py))?;
+    if status.is_none() {
+        return Err(Failure::Invalid("the app did not call start_response()".into()));
+    }
+    let mut head = HeadWriter::new(out, req.version, &latin1_bytes(&status)?)
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let headers = start_response.getattr(names.headers.bind(py))?;
+    for item in headers.cast_into::<PyList>().map_err(PyErr::from)?.iter() {
+        let pair = match item.cast::<PyTuple>() {
+            Ok(t) if t.len() == 2 => t,
+            _ => {
+                head.abort();
+                return Err(Failure::Invalid(format!("response header {item} is not a (name, value) tuple")));
+            }
+        };
+        let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
+        let (name, value) = match (latin1_bytes(&name), latin1_bytes(&value)) {
+            (Ok(n), Ok(v)) => (n, v),
+            (Err(e), _) | (_, Err(e)) => {
+                head.abort();
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = head.header(&name, &value) {
+            head.abort();
+            return Err(Failure::Invalid(e.to_string()));
+        }
+    }
+    let send = http::response::status_has_body(head.status_code(), req.head);
+    let framing = http::choose_framing(req.version, head.content_length(), known_len);
+    let keep_alive = req.keep_alive && framing != Framing::UntilClose;
+    head.finish(framing, keep_alive, req.version, date);
+    start_response.setattr(names.sent.bind(py), true)?;
+    Ok((BodyWriter::new(framing, send), keep_alive))
+}
+
+/// Calls the iterable's close(), if it has one (PEP 3333: exactly once, whatever happened).
+pub fn close_iterable(result: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> {
+    if let Some(close) = result.getattr_opt(names.close.bind(result.py()))? {
+        close.call0()?;
+    }
+    Ok(())
+}
