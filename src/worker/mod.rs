@@ -56,18 +56,26 @@ impl<T: Transport> Worker<T> {
     /// Runs until stopped and every connection is closed.
     pub fn run(&mut self, py: Python<'_>) -> std::io::Result<()> {
         let mut events = Vec::with_capacity(256);
-        loop {
-            events.clear();
-            let io = &mut self.io;
-            wsgi::detached(py, || io.wait(&mut events))?;
-            self.date.refresh(SystemTime::now());
-            for &event in &events {
-                self.handle(py, event);
-            }
-            if self.stopping && self.io.connections() == 0 {
-                return Ok(());
-            }
+        while self.round(py, &mut events)? {}
+        Ok(())
+    }
+
+    /// One round: waits (detached) for the transport's next completions, then handles them all
+    /// attached. Returns false once the worker has stopped and every connection is closed.
+    pub fn round(&mut self, py: Python<'_>, events: &mut Vec<Event>) -> std::io::Result<bool> {
+        events.clear();
+        let io = &mut self.io;
+        wsgi::detached(py, || io.wait(events))?;
+        self.date.refresh(SystemTime::now());
+        for &event in events.iter() {
+            self.handle(py, event);
         }
+        Ok(!(self.stopping && self.io.connections() == 0))
+    }
+
+    /// The transport (tests and benches feed the in-memory one through this).
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.io
     }
 
     /// Ends the worker, giving back the WSGI state to be released while attached.
