@@ -224,7 +224,7 @@ class Server:
         return RawConn(self.port, timeout=timeout)
 
     # -- stopping -----------------------------------------------------------
-    def signal(self, sig: int):
+    def send_signal(self, sig: int):
         os.kill(self.proc.pid, sig)
 
     def wait_exit(self, timeout: float) -> int | None:
