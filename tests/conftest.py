@@ -43,7 +43,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         for srv in live_servers():
-            rep.sections.append((f"ringwsgi {srv.app} (port {srv.port})", srv.describe()))
+            rep.sections.append((f"ringwsgi {srv.app} (port {srv.port})", srv.describe(tail=150)))
 
 
 @pytest.fixture

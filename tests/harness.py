@@ -160,11 +160,17 @@ class Server:
         with self._lines_lock:
             return "\n".join(self._stdout_lines)
 
-    def describe(self) -> str:
+    def describe(self, tail: int | None = None) -> str:
+        """Command, exit code and output (only the last `tail` lines of each stream if given)."""
+        with self._lines_lock:
+            err, out = list(self._stderr_lines), list(self._stdout_lines)
+        if tail is not None:
+            err = (["[... %d earlier lines]" % (len(err) - tail)] if len(err) > tail else []) + err[-tail:]
+            out = (["[... %d earlier lines]" % (len(out) - tail)] if len(out) > tail else []) + out[-tail:]
         return (
             f"command: {' '.join(self.cmd)} (cwd={self.cwd})\n"
             f"returncode: {self.proc.poll()}\n"
-            f"--- stderr ---\n{self.logs()}\n--- stdout ---\n{self.stdout()}"
+            "--- stderr ---\n" + "\n".join(err) + "\n--- stdout ---\n" + "\n".join(out)
         )
 
     def wait_for_log(self, needle: str, timeout: float = 5.0) -> bool:

@@ -194,3 +194,46 @@ def test_expect_100_continue(basic):
         assert r.status == 200
         assert r.body == body
         assert all(i.status == 100 for i in r.interim)
+
+
+# --- misbehaving clients ---------------------------------------------------
+
+
+def test_malformed_request_line_gets_400_and_server_survives(basic):
+    with RawConn(basic.port) as c:
+        c.send(b"THIS IS NOT HTTP\r\n\r\n")
+        try:
+            r = c.read_response()
+        except Exception:  # noqa: BLE001 - a plain close is acceptable too
+            r = None
+        if r is not None:
+            assert 400 <= r.status < 500, f"malformed request answered with {r.status}"
+        assert c.closed_by_peer(5), "connection left open after a malformed request"
+    assert get_ok(basic)
+
+
+def test_client_disconnect_mid_body_and_mid_response(basic):
+    # body announced but never fully sent
+    c = RawConn(basic.port)
+    c.send(build_request("POST", "/echo", [("Content-Length", "100000")]) + b"x" * 1000)
+    time.sleep(0.1)
+    c.close()
+    # large response, client goes away without reading it
+    for _ in range(5):
+        c = RawConn(basic.port)
+        c.send(build_request("GET", f"/bytes/{8 << 20}"))
+        time.sleep(0.05)
+        c.close()
+    # pipelined requests, client closes at once
+    c = RawConn(basic.port)
+    c.send(b"".join(build_request("GET", f"/environ?z={i}") for i in range(20)))
+    c.close()
+    time.sleep(0.2)
+    assert get_ok(basic)
+    assert basic.proc.poll() is None, "server died after client disconnects"
+
+
+def get_ok(srv):
+    with RawConn(srv.port) as c:
+        r = c.request("GET", "/")
+        return r.status == 200 and r.body == b"Hello, World!"

@@ -92,3 +92,13 @@ def test_concurrent_load_keepalive(basic):
     # the server is still fine afterwards
     with RawConn(basic.port) as c:
         assert c.request("GET", "/").body == b"Hello, World!"
+
+
+def test_default_workers_is_cpu_count(server_factory):
+    cpus = len(os.sched_getaffinity(0))
+    srv = server_factory("wsgi_basic:app")  # no --workers
+    ids = set(_worker_ids(srv.port, 200))
+    if cpus <= 4:
+        assert len(ids) == cpus, f"default workers: {len(ids)} distinct workers served, {cpus} CPUs available"
+    else:
+        assert 1 < len(ids) <= cpus
