@@ -542,6 +542,9 @@ class RawConn:
         """
         if self.eof:
             return True
+        if self.buf:
+            raise HTTPParseError(f"unexpected bytes after the response: {bytes(self.buf[:200])!r}")
+        saved = self.sock.gettimeout()
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
@@ -549,6 +552,8 @@ class RawConn:
             return False
         except ConnectionResetError:
             return True
+        finally:
+            self.sock.settimeout(saved)
         if data:
             raise HTTPParseError(f"unexpected bytes after the response: {data[:200]!r}")
         self.eof = True

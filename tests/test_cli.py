@@ -53,7 +53,7 @@ def test_port_in_use():
         blocker.listen(8)
         port = blocker.getsockname()[1]
         code, out, err, secs = run_cli("--bind", f"127.0.0.1:{port}", "wsgi_basic:app")
-        _assert_clean_startup_error(code, err, secs, str(port))
+        _assert_clean_startup_error(code, err, secs, str(port), "in use", "Address")
     finally:
         blocker.close()
 
