@@ -38,6 +38,17 @@ def live_servers() -> "list[Server]":
         return list(_LIVE_SERVERS)
 
 
+def _die_with_parent():
+    """preexec_fn: SIGKILL the server if the test process dies (e.g. pytest killed -9)."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
+
+
 class ServerStartError(AssertionError):
     pass
 
@@ -120,6 +131,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.pgid = self.proc.pid  # start_new_session: the child leads its own group
         with _LIVE_LOCK:
