@@ -228,3 +228,21 @@ fn incomplete_body_never_reaches_the_app() {
         assert!(h.worker.transport().is_closed(conn));
     });
 }
+
+#[test]
+fn body_larger_than_a_head_arriving_in_pieces() {
+    with_worker("environ", |h| {
+        let conn = h.connect();
+        let body = vec![b'z'; 200_000];
+        h.worker.transport().push_input(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n");
+        h.rounds(2);
+        for piece in body.chunks(30_000) {
+            h.worker.transport().push_input(conn, piece);
+            h.rounds(2);
+        }
+        h.rounds(4);
+        let out = text(&h.worker.transport().take_output(conn));
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{}", &out[..out.len().min(200)]);
+        assert!(out.contains(&"z".repeat(200_000)));
+    });
+}

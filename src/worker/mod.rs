@@ -167,8 +167,9 @@ impl<T: Transport> Worker<T> {
             };
             let total = req.head_len + body_len;
             if buf.len() < total {
+                // Wait for the body; the head is found again (from its start) once it is here.
                 conn.need = total;
-                conn.scanned = head_end;
+                conn.scanned = 0;
                 if req.expect_continue && !conn.continue_sent {
                     output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     conn.continue_sent = true;

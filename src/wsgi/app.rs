@@ -6,10 +6,10 @@ use std::ffi::CString;
 use std::net::SocketAddr;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyModule, PyString};
+use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple};
 
 use super::environ::{EnvironBuilder, EnvironSettings};
-use super::response::{self, Failure, Names, RequestInfo, Stream, PULL_BUDGET};
+use super::response::{self, Failure, Names, RequestInfo, Stream};
 use super::table::{Handle, Table};
 use crate::http::{self, DateCache, Request};
 
@@ -137,12 +137,12 @@ impl Wsgi {
         let iter = stream.iter.bind(py).clone();
         let start_response = stream.start_response.bind(py).clone();
         let body = &mut stream.body;
-        let pulled = response::pull(&iter, &start_response, &state.names, PULL_BUDGET, |b| {
+        let pulled = response::pull(&iter, &start_response, &state.names, false, |b| {
             body.write(out, b.as_bytes())
         });
         match pulled {
-            Ok((_, false)) => Respond::Streaming(handle),
-            Ok((_, true)) => {
+            Ok(false) => Respond::Streaming(handle),
+            Ok(true) => {
                 let mut stream = state.streams.remove(handle).expect("present above");
                 let complete = stream.body.finish(out);
                 let closed = state.close(py, stream.result.bind(py));
@@ -238,10 +238,14 @@ impl State {
             )));
         }
         let iter = result.try_iter()?;
+        let whole = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
         let mut items: Vec<Bound<'_, PyBytes>> = Vec::new();
-        let (total, exhausted) =
-            response::pull(&iter, start_response, &self.names, PULL_BUDGET, |b| items.push(b))?;
-        let known_len = exhausted.then_some(total as u64);
+        let mut total = 0;
+        let exhausted = response::pull(&iter, start_response, &self.names, whole, |b| {
+            total += b.as_bytes().len() as u64;
+            items.push(b)
+        })?;
+        let known_len = exhausted.then_some(total);
         let (mut body, keep_alive) =
             response::write_head(out, start_response, &self.names, info, known_len, date)?;
         for item in &items {

@@ -1,19 +1,18 @@
 //! Turns what the app returned into response bytes: the head from start_response's status and
 //! headers, then the body items framed by Content-Length, chunked encoding or connection close.
 //!
-//! The first items are pulled before the head is written, so an app that fails on its first
-//! item still gets a 500, and a body that ends within the first pull gets a Content-Length.
-//! Beyond [`PULL_BUDGET`] bytes the iterator is parked (as a [`Stream`]) and resumed when the
-//! connection's output has drained: a slow client holds a Python object, not the core.
+//! The head is written only after the first non-empty body item (start_response may be called
+//! lazily, from inside a generator), so an app that fails before that still gets a 500. A list or
+//! tuple body is taken whole and gets a Content-Length. Any other iterable is parked (as a
+//! [`Stream`]) after each non-empty item and resumed once the connection's output has drained:
+//! each block leaves without waiting for the next, and a slow client holds a Python object, not
+//! the core.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 
 use super::strings::latin1_bytes;
 use crate::http::{self, DateCache, Framing, HeadWriter, Version};
-
-/// Bytes of body pulled from the app per step before yielding to the event loop.
-pub const PULL_BUDGET: usize = 64 * 1024;
 
 /// Interned attribute names used on every request.
 pub struct Names {
@@ -111,38 +110,31 @@ pub struct RequestInfo {
     pub keep_alive: bool,
 }
 
-/// Pulls items (and any data passed to write(), which comes first) until `budget` bytes or the
-/// end. Returns the bytes pulled and whether the iterable is exhausted.
+/// Pulls from the app's iterator: every item when `all` (the body is a list or tuple, already
+/// produced), otherwise up to and including the first non-empty item, because PEP 3333 forbids
+/// holding a block back while the app produces the next one. Data passed to write() comes first.
+/// Returns whether the iterator is exhausted.
 pub fn pull<'py>(
     iter: &Bound<'py, PyIterator>,
     start_response: &Bound<'py, PyAny>,
     names: &Names,
-    budget: usize,
+    all: bool,
     mut sink: impl FnMut(Bound<'py, PyBytes>),
-) -> Result<(usize, bool), Failure> {
-    let mut total = 0;
+) -> Result<bool, Failure> {
     loop {
         let next = iter.clone().next();
-        take_written(start_response, names, &mut |b| {
-            total += b.as_bytes().len();
-            sink(b)
+        take_written(start_response, names, &mut sink)?;
+        let Some(item) = next else { return Ok(true) };
+        let bytes = item?.cast_into::<PyBytes>().map_err(|e| {
+            Failure::Invalid(format!(
+                "the app's iterable yielded {}, not bytes",
+                e.into_inner().get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
         })?;
-        match next {
-            None => return Ok((total, true)),
-            Some(item) => {
-                let item = item?;
-                let bytes = item.cast_into::<PyBytes>().map_err(|e| {
-                    Failure::Invalid(format!(
-                        "the app's iterable yielded {}, not bytes",
-                        e.into_inner().get_type().name().map(|n| n.to_string()).unwrap_or_default()
-                    ))
-                })?;
-                total += bytes.as_bytes().len();
-                sink(bytes);
-                if total >= budget {
-                    return Ok((total, false));
-                }
-            }
+        let nonempty = !bytes.as_bytes().is_empty();
+        sink(bytes);
+        if nonempty && !all {
+            return Ok(false);
         }
     }
 }
