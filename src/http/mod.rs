@@ -9,11 +9,13 @@
 // Parsing untrusted bytes: keep it provably memory-safe.
 #![forbid(unsafe_code)]
 
+pub mod chunked;
 pub mod date;
 pub mod percent;
 pub mod request;
 pub mod response;
 
+pub use chunked::{ChunkError, ChunkedDecoder};
 pub use date::DateCache;
 pub use request::{
     find_head_end, new_header_slots, parse_head, split_host, BodyFraming, HeaderSlots, ParseError,
