@@ -246,3 +246,30 @@ fn body_larger_than_a_head_arriving_in_pieces() {
         assert!(out.contains(&"z".repeat(200_000)));
     });
 }
+
+#[test]
+fn chunked_body_split_anywhere_reaches_the_app_whole() {
+    with_worker("environ", |h| {
+        let request: &[u8] = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+        for split in [1, 20, 60, 75, 90, request.len() - 5] {
+            let conn = h.connect();
+            h.worker.transport().push_input(conn, &request[..split]);
+            h.rounds(2);
+            let out = text(&h.exchange(conn, &request[split..]));
+            assert!(out.contains("\"body\": \"hello, world\""), "split {split}: {out}");
+            assert!(out.contains("\"PATH_INFO\": \"/next\""), "split {split}: pipelined request lost");
+        }
+    });
+}
+
+#[test]
+fn bad_chunk_size_is_400_and_close() {
+    with_worker("environ", |h| {
+        let conn = h.connect();
+        let out = text(&h.exchange(conn, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"));
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(out.contains("Connection: close"), "{out}");
+        assert!(h.worker.transport().is_closed(conn));
+    });
+}

@@ -20,7 +20,7 @@ use pyo3::Python;
 use crate::http::{self, BodyFraming, DateCache, Version};
 use crate::io::{ConnId, Event, Transport};
 use crate::wsgi::{self, Respond, Wsgi};
-use conn::Conn;
+use conn::{ChunkedBody, Conn};
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -36,6 +36,8 @@ pub struct Worker<T: Transport> {
     stop: Arc<AtomicBool>,
     stopping: bool,
 }
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// What to do with a connection after its input was processed.
 enum Next {
@@ -160,9 +162,23 @@ impl<T: Transport> Worker<T> {
                     break Next::Close;
                 }
                 BodyFraming::Chunked => {
-                    tracing::info!(peer = %conn.peer, "chunked request bodies are not supported yet");
-                    http::write_error_response(output, 501, req.version, date);
-                    break Next::Close;
+                    let chunked = conn.chunked.get_or_insert_with(|| ChunkedBody::new(MAX_BODY));
+                    match chunked.decode(&buf[req.head_len..]) {
+                        Ok(true) => chunked.consumed,
+                        Ok(false) => {
+                            if req.expect_continue && !conn.continue_sent {
+                                output.extend_from_slice(CONTINUE);
+                                conn.continue_sent = true;
+                            }
+                            conn.scanned = 0;
+                            break Next::Receive;
+                        }
+                        Err(err) => {
+                            tracing::info!(peer = %conn.peer, "bad chunked body: {err}");
+                            http::write_error_response(output, err.status, req.version, date);
+                            break Next::Close;
+                        }
+                    }
                 }
             };
             let total = req.head_len + body_len;
@@ -171,12 +187,17 @@ impl<T: Transport> Worker<T> {
                 conn.need = total;
                 conn.scanned = 0;
                 if req.expect_continue && !conn.continue_sent {
-                    output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    output.extend_from_slice(CONTINUE);
                     conn.continue_sent = true;
                 }
                 break Next::Receive;
             }
-            let respond = wsgi.call(py, &req, &buf[req.head_len..total], conn.peer, output, date);
+            let chunked = conn.chunked.take();
+            let body = match &chunked {
+                Some(chunked) => &chunked.body[..],
+                None => &buf[req.head_len..total],
+            };
+            let respond = wsgi.call(py, &req, body, conn.peer, output, date);
             pos += total;
             conn.request_done();
             match respond {
