@@ -2,9 +2,13 @@
 //! The test plays the peer (`connect`, `push_input`, `push_eof`, `take_output`); the worker code
 //! under test drives it exactly like `Uring`. `wait()` never blocks: with nothing to report it
 //! returns `Tick`. Close semantics match `Uring`: after `close`/`abort` no event but the one
-//! `Closed` is reported for the connection.
+//! `Closed` is reported for the connection. `send_file` reads the file range at once (pread)
+//! into the output, in order; `write_file` pwrites at once and reports `FileWritten` at the
+//! next `wait()`.
 
+use std::fs::File;
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -34,6 +38,8 @@ struct Slot {
     eof: bool,
     recv: bool,
     dirty: bool,
+    /// A `send_file` happened: report `Sent` at the next `wait` even if the output is empty.
+    notify: bool,
 }
 
 impl Slot {
@@ -48,6 +54,7 @@ impl Slot {
             eof: false,
             recv: false,
             dirty: false,
+            notify: false,
         }
     }
 }
@@ -209,7 +216,9 @@ impl Memory {
         slot.state = State::Free;
         slot.gen = slot.gen.wrapping_add(1);
         slot.eof = false;
+        slot.notify = false;
         slot.sent.clear();
+        slot.output.clear();
         self.free.push(index);
     }
 }
@@ -224,7 +233,10 @@ impl Transport for Memory {
         // closed meanwhile is dropped (no event follows `close`).
         let slots = &self.slots;
         events.extend(self.queued.drain(..).filter(|e| match *e {
-            Event::Accepted { conn, .. } | Event::Received { conn, .. } | Event::Sent { conn } => {
+            Event::Accepted { conn, .. }
+            | Event::Received { conn, .. }
+            | Event::Sent { conn }
+            | Event::FileWritten { conn, .. } => {
                 slots[conn.index()].gen == conn.gen() && slots[conn.index()].state == State::Open
             }
             _ => true,
@@ -236,7 +248,8 @@ impl Transport for Memory {
             slot.dirty = false;
             let conn = ConnId::new(index, slot.gen);
             match slot.state {
-                State::Open if !slot.output.is_empty() => {
+                State::Open if !slot.output.is_empty() || slot.notify => {
+                    slot.notify = false;
                     slot.sent.append(&mut slot.output);
                     events.push(Event::Sent { conn });
                 }
@@ -322,6 +335,49 @@ impl Transport for Memory {
             return;
         }
         self.finish(conn.index);
+    }
+
+    fn send_file(&mut self, conn: ConnId, file: File, offset: u64, len: u64) {
+        let Some(slot) = self.live_mut(conn) else {
+            return;
+        };
+        if slot.state != State::Open && slot.state != State::Closing {
+            return;
+        }
+        let want = usize::try_from(len).unwrap_or(usize::MAX);
+        let start = slot.output.len();
+        let mut done = 0usize;
+        let short = loop {
+            if done == want {
+                break false;
+            }
+            let piece = (want - done).min(1 << 20);
+            slot.output.resize(start + done + piece, 0);
+            match file.read_at(&mut slot.output[start + done..], offset + done as u64) {
+                Ok(0) | Err(_) => break true,
+                Ok(n) => done += n,
+            }
+        };
+        slot.output.truncate(start + done);
+        slot.notify = true;
+        self.mark_dirty(conn);
+        if short {
+            // Like `Uring`: what was read is sent, then the connection closes.
+            let slot = &mut self.slots[conn.index()];
+            slot.sent.append(&mut slot.output);
+            self.finish(conn.index);
+        }
+    }
+
+    fn write_file(&mut self, conn: ConnId, file: &Arc<File>, offset: u64, data: Vec<u8>) {
+        if self.live(conn).is_none_or(|s| s.state != State::Open) {
+            return;
+        }
+        let result = match file.write_all_at(&data, offset) {
+            Ok(()) => Ok(data.len()),
+            Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
+        self.queued.push(Event::FileWritten { conn, result });
     }
 
     fn stop_accepting(&mut self) {}

@@ -59,6 +59,11 @@ pub enum Event {
     Tick,
     /// A `Waker` was woken (one event per round however many wakes).
     Woken,
+    /// A `write_file` completed: `Ok(bytes written)` (always the whole buffer) or
+    /// `Err(errno)` (a positive raw OS error: `std::io::Error::from_raw_os_error(e)`; the file
+    /// may then hold part of the data). One per `write_file` call, reported only while the
+    /// connection is open (not after `close`/`abort` or once it failed).
+    FileWritten { conn: ConnId, result: Result<usize, i32> },
 }
 
 /// What the worker needs from a transport; implemented by `Uring` (real sockets) and `Memory`
@@ -93,6 +98,28 @@ pub trait Transport {
     /// Immediate close: queued output is dropped, in-flight operations are cancelled, `Closed`
     /// follows once they completed.
     fn abort(&mut self, conn: ConnId);
+    /// Sends `len` bytes of `file` from `offset` after everything already queued on the
+    /// connection's output; bytes appended to `output()` after this call go after the file's.
+    /// The transport owns `file` and closes it once sent or when the connection closes.
+    /// `Sent` follows once the file and everything queued before and after it (by then) are
+    /// sent (also for `len == 0`). A file shorter than `len` (EOF before it) or a read error
+    /// closes the connection (the peer sees a truncated body, then EOF), as does a network
+    /// error. On a closing or dead connection the file is just closed.
+    /// `Uring` splices file → pipe → socket (zero-copy) in pieces of at most 1 MiB, with a
+    /// pipe taken from a per-transport pool while the file is being sent.
+    fn send_file(&mut self, conn: ConnId, file: std::fs::File, offset: u64, len: u64);
+    /// Writes all of `data` to `file` at `offset` without blocking the thread (short writes are
+    /// continued), then reports `Event::FileWritten`. The transport keeps `data` and a clone of
+    /// the `Arc` (so the fd stays open) until the write completed, even if the connection
+    /// closes meanwhile (then no event is reported). Several writes may be in flight for one
+    /// connection; their order of completion is not specified (use disjoint ranges).
+    fn write_file(
+        &mut self,
+        conn: ConnId,
+        file: &Arc<std::fs::File>,
+        offset: u64,
+        data: Vec<u8>,
+    );
     /// Stops accepting new connections; the listener fd stays open.
     fn stop_accepting(&mut self);
     /// Number of open connections (accepted, `Closed` not yet reported).

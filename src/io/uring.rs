@@ -14,10 +14,24 @@
 //! and `Drop` cancels everything and waits for every outstanding completion before any field
 //! is freed (it leaks the buffers rather than free them if the ring fails meanwhile).
 //!
+//! Files: `send_file` queues a `Segment::File` behind the bytes already in the output (which
+//! become a `Segment::Bytes`); segments go out strictly in order, then the output again. A file
+//! is spliced file → pipe (`SpliceIn`) then pipe → socket (`SpliceOut`, repeated on short
+//! counts), one piece of at most the pipe's size (1 MiB if F_SETPIPE_SZ allows) at a time, with
+//! at most one splice in flight per connection (`Slot::splice`). The pipe comes from a small
+//! per-transport pool of empty pipes and goes back once the file is done; a pipe left holding
+//! data (error, abort) is closed instead. Splices reference no memory, only fds: the file, the
+//! pipe and the socket are owned by the slot and kept until the splice's completion (the slot is
+//! busy meanwhile). `write_file` buffers live in `Uring::writes`, independent of connections:
+//! an entry (with its data and an `Arc` of the file) is freed only by its final completion, so
+//! a closed or recycled connection never frees a buffer the kernel still reads.
+//!
 //! Connection lifecycle: `Open` → (`close`) `Flushing` → `ShuttingDown` → `Draining` →
 //! `Finishing` → fd closed, `Closed` reported, slot `Free`. Errors and `abort` jump to
 //! `Finishing` (in-flight ops cancelled). Only `Open` connections report events besides `Closed`.
 
+use std::collections::VecDeque;
+use std::fs::File;
 use std::io;
 use std::marker::PhantomData;
 use std::net::TcpListener;
@@ -25,6 +39,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::SockRef;
 
@@ -42,6 +57,10 @@ const DRAIN_LIMIT: usize = 256 * 1024;
 const DRAIN_TICKS: u8 = 3;
 /// Largest length given to one send/recv SQE.
 const MAX_OP_LEN: usize = 1 << 30;
+/// Pipe size asked for with F_SETPIPE_SZ, and largest piece of a file spliced at once.
+const PIPE_SIZE: usize = 1024 * 1024;
+/// Empty pipes kept for later `send_file`s; more are closed when given back.
+const PIPE_POOL: usize = 16;
 
 const INDEX_BITS: u32 = 32;
 const GEN_BITS: u32 = 24;
@@ -58,6 +77,12 @@ enum Op {
     Timeout = 5,
     Wake = 6,
     Shutdown = 7,
+    /// File → pipe (`send_file`).
+    SpliceIn = 8,
+    /// Pipe → socket (`send_file`).
+    SpliceOut = 9,
+    /// `write_file`; the index is the `Uring::writes` entry, not a slot.
+    Write = 10,
 }
 
 impl Op {
@@ -70,6 +95,9 @@ impl Op {
             5 => Op::Timeout,
             6 => Op::Wake,
             7 => Op::Shutdown,
+            8 => Op::SpliceIn,
+            9 => Op::SpliceOut,
+            10 => Op::Write,
             _ => return None,
         })
     }
@@ -119,6 +147,66 @@ enum Accept {
     Stopped,
 }
 
+/// Output queued behind a `send_file`, sent in order before `Slot::output`.
+enum Segment {
+    Bytes(Vec<u8>),
+    File { file: File, offset: u64, len: u64 },
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        match self {
+            Segment::Bytes(b) => b.len(),
+            Segment::File { len, .. } => usize::try_from(*len).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A pipe used to splice a file to a socket; empty whenever it is in the pool.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Capacity in bytes (the most spliced in at once).
+    size: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let size = match fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int)) {
+            Ok(n) => n as usize,
+            // Above /proc/sys/fs/pipe-max-size or the user's pipe quota: keep the default.
+            Err(_) => fcntl(&write, FcntlArg::F_GETPIPE_SZ).map_or(64 * 1024, |n| n as usize),
+        };
+        Ok(Pipe {
+            read,
+            write,
+            size: size.clamp(4096, PIPE_SIZE),
+        })
+    }
+}
+
+/// The file a connection is splicing to its socket.
+struct FileSend {
+    file: File,
+    /// File offset of the next splice in.
+    offset: u64,
+    /// Bytes not yet spliced into the pipe.
+    remaining: u64,
+    /// Bytes in the pipe not yet spliced to the socket.
+    in_pipe: usize,
+    pipe: Pipe,
+}
+
+/// One `write_file` in flight (its data and fd are kernel-visible until its final completion).
+struct FileWrite {
+    conn: ConnId,
+    file: Arc<File>,
+    offset: u64,
+    data: Vec<u8>,
+    done: usize,
+}
+
 struct Slot {
     gen: u32,
     state: State,
@@ -138,6 +226,14 @@ struct Slot {
     ticks: u8,
     /// Queued in `Uring::todo`.
     queued: bool,
+    /// Segments to send (in order) before `output`; non-empty only after a `send_file`.
+    segments: VecDeque<Segment>,
+    /// The file being spliced (the current segment).
+    file: Option<FileSend>,
+    /// The splice in flight (`SpliceIn` or `SpliceOut`).
+    splice: Option<Op>,
+    /// Something was sent since the last `Sent`: report `Sent` once all is sent.
+    notify: bool,
 }
 
 impl Slot {
@@ -157,11 +253,15 @@ impl Slot {
             drained: 0,
             ticks: 0,
             queued: false,
+            segments: VecDeque::new(),
+            file: None,
+            splice: None,
+            notify: false,
         }
     }
 
     fn busy(&self) -> bool {
-        self.recv || self.send || self.shutdown
+        self.recv || self.send || self.shutdown || self.splice.is_some()
     }
 
     fn raw_fd(&self) -> RawFd {
@@ -192,6 +292,12 @@ pub struct Uring {
     wake_paused: bool,
     timeout_armed: bool,
     woken: bool,
+    /// Empty pipes for `send_file`.
+    pipes: Vec<Pipe>,
+    /// `write_file`s in flight (`None`: a free entry, listed in `free_writes`).
+    writes: Vec<Option<FileWrite>>,
+    free_writes: Vec<u32>,
+    writes_inflight: usize,
     /// A ring error hit where it could not be returned (pushing an SQE); returned by `wait`.
     fatal: Option<io::Error>,
     /// The ring failed at some point: in-flight bookkeeping can no longer be trusted, so Drop
@@ -260,6 +366,10 @@ impl Uring {
             wake_paused: false,
             timeout_armed: false,
             woken: false,
+            pipes: Vec::new(),
+            writes: Vec::new(),
+            free_writes: Vec::new(),
+            writes_inflight: 0,
             fatal: None,
             broken: false,
             _not_send: PhantomData,
@@ -537,6 +647,149 @@ impl Uring {
         unsafe { self.push(&entry) };
     }
 
+    /// Starts sending whatever comes next (a segment, else the output), unless something is
+    /// in flight. Returns true if everything is sent and nothing is in flight.
+    fn pump(&mut self, index: usize) -> bool {
+        loop {
+            let slot = &mut self.slots[index];
+            if slot.send || slot.splice.is_some() {
+                return false;
+            }
+            match slot.segments.pop_front() {
+                Some(Segment::Bytes(mut bytes)) => {
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    std::mem::swap(&mut slot.inflight, &mut bytes);
+                    slot.sent = 0;
+                    self.submit_send(index);
+                    return false;
+                }
+                Some(Segment::File { len: 0, .. }) => continue, // the file is closed here
+                Some(Segment::File { file, offset, len }) => {
+                    let pipe = match self.pipes.pop() {
+                        Some(p) => p,
+                        None => match Pipe::new() {
+                            Ok(p) => p,
+                            Err(e) => {
+                                tracing::warn!("send_file: no pipe ({e}); closing the connection");
+                                self.finish(index);
+                                return false;
+                            }
+                        },
+                    };
+                    self.slots[index].file = Some(FileSend {
+                        file,
+                        offset,
+                        remaining: len,
+                        in_pipe: 0,
+                        pipe,
+                    });
+                    self.submit_splice(index, Op::SpliceIn);
+                    return false;
+                }
+                None if !slot.output.is_empty() => {
+                    self.start_send(index);
+                    return false;
+                }
+                None => return true,
+            }
+        }
+    }
+
+    /// Submits the next splice of the connection's current file: `SpliceIn` (file → pipe, up
+    /// to the pipe's size) or `SpliceOut` (everything in the pipe → socket).
+    fn submit_splice(&mut self, index: usize, op: Op) {
+        let slot = &mut self.slots[index];
+        let sock = slot.raw_fd();
+        let Some(f) = slot.file.as_ref() else {
+            return;
+        };
+        let entry = if op == Op::SpliceIn {
+            let len = f.remaining.min(f.pipe.size as u64) as u32;
+            let Ok(off) = i64::try_from(f.offset) else {
+                // Past what any file can hold: same as a short file.
+                self.fail(index, -libc::EINVAL);
+                return;
+            };
+            opcode::Splice::new(
+                types::Fd(f.file.as_raw_fd()),
+                off,
+                types::Fd(f.pipe.write.as_raw_fd()),
+                -1,
+                len,
+            )
+            .flags(libc::SPLICE_F_MOVE)
+        } else {
+            let more = if f.remaining > 0 { libc::SPLICE_F_MORE } else { 0 };
+            opcode::Splice::new(
+                types::Fd(f.pipe.read.as_raw_fd()),
+                -1,
+                types::Fd(sock),
+                -1,
+                f.in_pipe.min(MAX_OP_LEN) as u32,
+            )
+            .flags(libc::SPLICE_F_MOVE | more)
+        };
+        let entry = entry.build().user_data(encode(op, index as u32, slot.gen));
+        slot.splice = Some(op);
+        // SAFETY: a splice references no memory, only fds: the file and the pipe (owned by
+        // `slot.file`) and the socket (`slot.fd`) are closed only when the slot is finalized or
+        // the file segment completes, both of which happen only after this splice's completion
+        // cleared `splice` (the slot is busy meanwhile; Drop waits for it too).
+        unsafe { self.push(&entry) };
+    }
+
+    fn on_splice(&mut self, index: usize, op: Op, res: i32) {
+        let slot = &mut self.slots[index];
+        slot.splice = None;
+        if !matches!(slot.state, State::Open | State::Flushing) || slot.file.is_none() {
+            self.advance(index);
+            return;
+        }
+        if res == -libc::EINTR {
+            self.submit_splice(index, op);
+            return;
+        }
+        if res <= 0 {
+            if op == Op::SpliceIn && res == 0 {
+                tracing::debug!("connection {index}: send_file: file shorter than its length");
+            }
+            self.fail(index, if res == 0 { -libc::EPIPE } else { res });
+            return;
+        }
+        let n = res as usize;
+        let Some(f) = slot.file.as_mut() else { return };
+        let next = if op == Op::SpliceIn {
+            f.offset += n as u64;
+            f.remaining = f.remaining.saturating_sub(n as u64);
+            f.in_pipe += n;
+            Some(Op::SpliceOut)
+        } else {
+            f.in_pipe = f.in_pipe.saturating_sub(n);
+            if f.in_pipe > 0 {
+                Some(Op::SpliceOut)
+            } else if f.remaining > 0 {
+                Some(Op::SpliceIn)
+            } else {
+                None
+            }
+        };
+        match next {
+            Some(op) => self.submit_splice(index, op),
+            None => {
+                // The file is done: close it, give the (empty) pipe back, go on.
+                if let Some(f) = slot.file.take() {
+                    if self.pipes.len() < PIPE_POOL {
+                        self.pipes.push(f.pipe);
+                    }
+                }
+                self.slots[index].notify = true;
+                self.advance(index);
+            }
+        }
+    }
+
     fn submit_shutdown(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         let entry = opcode::Shutdown::new(types::Fd(slot.raw_fd()), libc::SHUT_WR)
@@ -558,12 +811,16 @@ impl Uring {
         }
         slot.state = State::Finishing;
         slot.output.clear();
-        let (recv, send, gen) = (slot.recv, slot.send, slot.gen);
+        slot.segments.clear(); // closes queued files (not kernel-visible yet)
+        let (recv, send, splice, gen) = (slot.recv, slot.send, slot.splice, slot.gen);
         if recv {
             self.cancel(encode(Op::Recv, index as u32, gen));
         }
         if send {
             self.cancel(encode(Op::Send, index as u32, gen));
+        }
+        if let Some(op) = splice {
+            self.cancel(encode(op, index as u32, gen));
         }
         self.advance(index);
     }
@@ -592,6 +849,10 @@ impl Uring {
         slot.eof = false;
         slot.drained = 0;
         slot.ticks = 0;
+        slot.notify = false;
+        slot.segments.clear();
+        // A file still being sent: its pipe may hold data, so it is closed, not pooled.
+        slot.file = None;
         self.free.push(index as u32);
         self.open -= 1;
         self.ready.push(Event::Closed { conn });
@@ -603,16 +864,17 @@ impl Uring {
         match slot.state {
             State::Free | State::ShuttingDown => {}
             State::Open => {
-                if !slot.send && !slot.output.is_empty() {
-                    self.start_send(index);
+                if self.pump(index) {
+                    let slot = &mut self.slots[index];
+                    if std::mem::take(&mut slot.notify) {
+                        let conn = ConnId::new(index as u32, slot.gen);
+                        self.ready.push(Event::Sent { conn });
+                    }
                 }
             }
-            // Flushing with a send in flight: `on_send` advances again when it completes.
-            State::Flushing if slot.send => {}
+            // Flushing with a send or splice in flight: its completion advances again.
             State::Flushing => {
-                if !slot.output.is_empty() {
-                    self.start_send(index);
-                } else {
+                if self.pump(index) {
                     self.submit_shutdown(index);
                 }
             }
@@ -680,12 +942,8 @@ impl Uring {
         }
         slot.inflight.clear();
         slot.sent = 0;
-        if slot.state == State::Open && slot.output.is_empty() {
-            let conn = ConnId::new(index as u32, slot.gen);
-            self.ready.push(Event::Sent { conn });
-        } else {
-            self.advance(index);
-        }
+        slot.notify = true;
+        self.advance(index);
     }
 
     fn on_shutdown(&mut self, index: usize, res: i32) {
@@ -710,9 +968,66 @@ impl Uring {
         self.finish(index);
     }
 
+    // ----- write_file -----
+
+    /// Submits the not yet written rest of write `id`.
+    fn submit_write(&mut self, id: u32) {
+        let Some(w) = self.writes.get(id as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        let rest = &w.data[w.done..];
+        let entry = opcode::Write::new(
+            types::Fd(w.file.as_raw_fd()),
+            rest.as_ptr(),
+            rest.len().min(MAX_OP_LEN) as u32,
+        )
+        .offset(w.offset + w.done as u64)
+        .build()
+        .user_data(encode(Op::Write, id, 0));
+        // SAFETY: `rest` points into the entry's `data` and the fd is the entry's `Arc<File>`;
+        // the entry stays in `writes`, unmodified, until this write's completion (`on_write` or
+        // `retire`): nothing else removes it, connections closing do not touch it, and Drop
+        // waits for it (or leaks `writes` if the ring fails).
+        unsafe { self.push(&entry) };
+    }
+
+    /// Removes write `id` from the table.
+    fn take_write(&mut self, id: u32) -> Option<FileWrite> {
+        let w = self.writes.get_mut(id as usize)?.take()?;
+        self.free_writes.push(id);
+        self.writes_inflight -= 1;
+        Some(w)
+    }
+
+    fn on_write(&mut self, id: u32, res: i32) {
+        let Some(w) = self.writes.get_mut(id as usize).and_then(Option::as_mut) else {
+            tracing::error!("io_uring: completion for unknown write {id} (ignored)");
+            return;
+        };
+        let result = match res {
+            n if n > 0 => {
+                w.done += n as usize;
+                if w.done < w.data.len() {
+                    return self.submit_write(id);
+                }
+                Ok(w.done)
+            }
+            n if n == -libc::EINTR => return self.submit_write(id),
+            0 => Err(libc::EIO), // no progress on a non-empty write: give up, do not spin
+            n => Err(-n),
+        };
+        let Some(w) = self.take_write(id) else { return };
+        let conn = w.conn;
+        drop(w); // the data and this reference to the file
+        if self.live(conn).is_some_and(|s| s.state == State::Open) {
+            self.ready.push(Event::FileWritten { conn, result });
+        }
+    }
+
     fn complete(&mut self, c: Cqe) {
         let (op, index, gen) = decode(c.user_data);
         let op = match op {
+            Some(Op::Write) => return self.on_write(index, c.result),
             Some(Op::Accept) => return self.on_accept(c),
             Some(Op::Wake) => return self.on_wake(c),
             Some(Op::Timeout) => return self.on_timeout(c),
@@ -733,6 +1048,7 @@ impl Uring {
             Op::Recv => self.on_recv(index, c.result),
             Op::Send => self.on_send(index, c.result),
             Op::Shutdown => self.on_shutdown(index, c.result),
+            Op::SpliceIn | Op::SpliceOut => self.on_splice(index, op, c.result),
             _ => {}
         }
     }
@@ -772,6 +1088,7 @@ impl Uring {
         self.accept == Accept::Armed
             || self.wake_armed
             || self.timeout_armed
+            || self.writes_inflight > 0
             || self.slots.iter().any(Slot::busy)
     }
 
@@ -790,12 +1107,15 @@ impl Uring {
             }
             Some(Op::Wake) => self.wake_armed = false,
             Some(Op::Timeout) => self.timeout_armed = false,
-            Some(op @ (Op::Recv | Op::Send | Op::Shutdown)) => {
+            // Partly written or not: tearing down, the data is dropped with the entry.
+            Some(Op::Write) => drop(self.take_write(index)),
+            Some(op @ (Op::Recv | Op::Send | Op::Shutdown | Op::SpliceIn | Op::SpliceOut)) => {
                 if let Some(slot) = self.slots.get_mut(index as usize).filter(|s| s.gen == gen) {
                     match op {
                         Op::Recv => slot.recv = false,
                         Op::Send => slot.send = false,
-                        _ => slot.shutdown = false,
+                        Op::Shutdown => slot.shutdown = false,
+                        _ => slot.splice = None,
                     }
                 }
             }
@@ -855,8 +1175,19 @@ impl Transport for Uring {
     }
 
     fn pending_output(&self, conn: ConnId) -> usize {
-        self.live(conn)
-            .map_or(0, |s| s.output.len() + s.inflight.len() - s.sent)
+        self.live(conn).map_or(0, |s| {
+            let file = s.file.as_ref().map_or(0, |f| {
+                usize::try_from(f.remaining)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(f.in_pipe)
+            });
+            s.segments
+                .iter()
+                .fold(s.output.len() + s.inflight.len() - s.sent, |n, seg| {
+                    n.saturating_add(seg.len())
+                })
+                .saturating_add(file)
+        })
     }
 
     fn receive(&mut self, conn: ConnId) {
@@ -882,6 +1213,55 @@ impl Transport for Uring {
         if self.live(conn).is_some() {
             self.finish(conn.index());
         }
+    }
+
+    fn send_file(&mut self, conn: ConnId, file: File, offset: u64, len: u64) {
+        let Some(slot) = self.live_mut(conn) else {
+            tracing::debug!("send_file({conn:?}) on a dead connection id (file closed)");
+            return;
+        };
+        if !matches!(slot.state, State::Open | State::Flushing) {
+            return; // closing: the file is closed here, like output appended too late
+        }
+        if !slot.output.is_empty() {
+            let before = std::mem::take(&mut slot.output);
+            slot.segments.push_back(Segment::Bytes(before));
+        }
+        slot.segments.push_back(Segment::File { file, offset, len });
+        slot.notify = true;
+        self.enqueue(conn.index());
+    }
+
+    fn write_file(&mut self, conn: ConnId, file: &Arc<File>, offset: u64, data: Vec<u8>) {
+        if self.live(conn).is_none_or(|s| s.state != State::Open) {
+            return;
+        }
+        if data.is_empty() {
+            self.ready.push(Event::FileWritten {
+                conn,
+                result: Ok(0),
+            });
+            return;
+        }
+        let w = FileWrite {
+            conn,
+            file: Arc::clone(file),
+            offset,
+            data,
+            done: 0,
+        };
+        let id = match self.free_writes.pop() {
+            Some(id) => {
+                self.writes[id as usize] = Some(w);
+                id
+            }
+            None => {
+                self.writes.push(Some(w));
+                (self.writes.len() - 1) as u32
+            }
+        };
+        self.writes_inflight += 1;
+        self.submit_write(id);
     }
 
     fn stop_accepting(&mut self) {
@@ -914,15 +1294,23 @@ impl Drop for Uring {
             self.cancel(encode(Op::Timeout, 0, 0));
         }
         for index in 0..self.slots.len() {
-            let (recv, send, gen) = {
+            let (recv, send, splice, gen) = {
                 let s = &self.slots[index];
-                (s.recv, s.send, s.gen)
+                (s.recv, s.send, s.splice, s.gen)
             };
             if recv {
                 self.cancel(encode(Op::Recv, index as u32, gen));
             }
             if send {
                 self.cancel(encode(Op::Send, index as u32, gen));
+            }
+            if let Some(op) = splice {
+                self.cancel(encode(op, index as u32, gen));
+            }
+        }
+        for id in 0..self.writes.len() as u32 {
+            if self.writes[id as usize].is_some() {
+                self.cancel(encode(Op::Write, id, 0));
             }
         }
         // 2. Wait for every outstanding completion before any buffer is freed.
@@ -944,6 +1332,7 @@ impl Drop for Uring {
             // The kernel may still write into our buffers: leak them rather than free them.
             tracing::error!("io_uring teardown failed ({e}); leaking in-flight buffers");
             std::mem::forget(std::mem::take(&mut self.slots));
+            std::mem::forget(std::mem::take(&mut self.writes));
             std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new(0)));
             std::mem::forget(std::mem::replace(
                 &mut self.timespec,
