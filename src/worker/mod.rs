@@ -96,7 +96,7 @@ impl<T: Transport> Worker<T> {
             }
             Event::Sent { conn } => self.sent(py, conn),
             Event::Closed { conn } => self.closed(py, conn),
-            Event::Tick => {}
+            Event::Tick | Event::FileWritten { .. } => {}
             Event::Woken => {
                 if self.stop.load(Ordering::Acquire) && !self.stopping {
                     self.begin_stop();
