@@ -63,7 +63,10 @@ pub enum Event {
     /// `Err(errno)` (a positive raw OS error: `std::io::Error::from_raw_os_error(e)`; the file
     /// may then hold part of the data). One per `write_file` call, reported only while the
     /// connection is open (not after `close`/`abort` or once it failed).
-    FileWritten { conn: ConnId, result: Result<usize, i32> },
+    FileWritten {
+        conn: ConnId,
+        result: Result<usize, i32>,
+    },
 }
 
 /// What the worker needs from a transport; implemented by `Uring` (real sockets) and `Memory`
@@ -113,13 +116,7 @@ pub trait Transport {
     /// the `Arc` (so the fd stays open) until the write completed, even if the connection
     /// closes meanwhile (then no event is reported). Several writes may be in flight for one
     /// connection; their order of completion is not specified (use disjoint ranges).
-    fn write_file(
-        &mut self,
-        conn: ConnId,
-        file: &Arc<std::fs::File>,
-        offset: u64,
-        data: Vec<u8>,
-    );
+    fn write_file(&mut self, conn: ConnId, file: &Arc<std::fs::File>, offset: u64, data: Vec<u8>);
     /// Stops accepting new connections; the listener fd stays open.
     fn stop_accepting(&mut self);
     /// Number of open connections (accepted, `Closed` not yet reported).

@@ -721,7 +721,11 @@ impl Uring {
             )
             .flags(libc::SPLICE_F_MOVE)
         } else {
-            let more = if f.remaining > 0 { libc::SPLICE_F_MORE } else { 0 };
+            let more = if f.remaining > 0 {
+                libc::SPLICE_F_MORE
+            } else {
+                0
+            };
             opcode::Splice::new(
                 types::Fd(f.pipe.read.as_raw_fd()),
                 -1,
@@ -1754,6 +1758,337 @@ mod tests {
         });
         echo(&mut u, 1, 10);
         assert_eq!(t.join().unwrap(), b"ping");
+    }
+
+    /// Pseudo-random bytes (xorshift), reproducible from `seed`.
+    fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// A temporary file holding `content`, already unlinked, opened read-write.
+    fn temp_file(content: &[u8]) -> File {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ringwsgi-uring-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    /// A client that reads everything until EOF (after `delay`).
+    fn reader(addr: SocketAddr, delay: Duration) -> thread::JoinHandle<Vec<u8>> {
+        thread::spawn(move || {
+            let mut s = client(addr);
+            thread::sleep(delay);
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            got
+        })
+    }
+
+    #[test]
+    fn send_file_10mib_between_queued_bytes() {
+        let (mut u, addr) = server();
+        let content = random_bytes(10 * 1024 * 1024, 7);
+        let mut file = Some(temp_file(&content));
+        let t = reader(addr, Duration::from_millis(100));
+        let (mut sent, mut appended_while_splicing) = (0, false);
+        run(&mut u, 30, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.output(conn).extend_from_slice(b"before|");
+                u.send_file(conn, file.take().unwrap(), 0, content.len() as u64);
+                assert_eq!(u.pending_output(conn), 7 + content.len());
+                u.output(conn).extend_from_slice(b"|after");
+                u.waker().wake();
+                false
+            }
+            Event::Woken => {
+                // The file is under way now; later output still goes after it.
+                let conn = ConnId::new(0, 0);
+                assert!(u.pending_output(conn) > 0);
+                u.output(conn).extend_from_slice(b"|later");
+                appended_while_splicing = true;
+                false
+            }
+            Event::Sent { conn } => {
+                assert!(appended_while_splicing);
+                assert_eq!(u.pending_output(conn), 0);
+                sent += 1;
+                u.close(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            Event::Tick => false,
+            other => panic!("unexpected {other:?}"),
+        });
+        assert_eq!(sent, 1);
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), 7 + content.len() + 12);
+        assert_eq!(&got[..7], b"before|");
+        assert!(
+            got[7..7 + content.len()] == content[..],
+            "file bytes corrupted"
+        );
+        assert_eq!(&got[7 + content.len()..], b"|after|later");
+        // The pipe went back to the pool.
+        assert_eq!(u.pipes.len(), 1);
+        assert!(u.pipes[0].size >= 64 * 1024);
+    }
+
+    #[test]
+    fn send_file_ranges_back_to_back() {
+        let (mut u, addr) = server();
+        let content = random_bytes(4 * 1024 * 1024 + 99, 11);
+        let file = temp_file(&content);
+        let ranges = [
+            (12_345u64, 3 * 1024 * 1024 + 7),
+            (0, 10),
+            (content.len() as u64 - 5, 5),
+            (77, 0),
+        ];
+        let t = reader(addr, Duration::ZERO);
+        let mut sent = 0;
+        run(&mut u, 30, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                for (i, &(off, len)) in ranges.iter().enumerate() {
+                    u.output(conn)
+                        .extend_from_slice(format!("<{i}>").as_bytes());
+                    u.send_file(conn, file.try_clone().unwrap(), off, len as u64);
+                }
+                false
+            }
+            Event::Sent { conn } => {
+                sent += 1;
+                u.close(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            Event::Tick => false,
+            other => panic!("unexpected {other:?}"),
+        });
+        assert_eq!(sent, 1);
+        let mut expected = Vec::new();
+        for (i, &(off, len)) in ranges.iter().enumerate() {
+            expected.extend_from_slice(format!("<{i}>").as_bytes());
+            expected.extend_from_slice(&content[off as usize..(off + len as u64) as usize]);
+        }
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "range bytes corrupted");
+        // One pipe served every file of the connection.
+        assert_eq!(u.pipes.len(), 1);
+    }
+
+    #[test]
+    fn send_file_zero_length_alone_still_reports_sent() {
+        let (mut u, addr) = server();
+        let file = temp_file(b"abc");
+        let t = reader(addr, Duration::ZERO);
+        let mut file = Some(file);
+        let mut sent = 0;
+        run(&mut u, 10, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                u.send_file(conn, file.take().unwrap(), 0, 0);
+                false
+            }
+            Event::Sent { conn } => {
+                sent += 1;
+                u.close(conn);
+                false
+            }
+            Event::Closed { .. } => true,
+            _ => false,
+        });
+        assert_eq!(sent, 1);
+        assert!(t.join().unwrap().is_empty());
+    }
+
+    #[test]
+    fn send_file_short_file_closes_with_truncated_body() {
+        let (mut u, addr) = server();
+        let content = random_bytes(100 * 1024 + 3, 5);
+        let mut file = Some(temp_file(&content));
+        let t = reader(addr, Duration::ZERO);
+        let mut closed = 0;
+        run(&mut u, 10, |u, ev| {
+            match ev {
+                Event::Accepted { conn, .. } => {
+                    u.output(conn).extend_from_slice(b"head");
+                    // Declares 1 MiB, the file has ~100 KiB.
+                    u.send_file(conn, file.take().unwrap(), 0, 1024 * 1024);
+                    u.output(conn).extend_from_slice(b"never sent");
+                }
+                Event::Closed { .. } => closed += 1,
+                Event::Tick => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            closed == 1
+        });
+        let got = t.join().unwrap(); // EOF, not a hang
+        assert_eq!(&got[..4], b"head");
+        assert!(got[4..] == content[..], "truncated body differs");
+        // Nothing else for the dead connection afterwards.
+        let mut events = Vec::new();
+        u.wait(&mut events).unwrap();
+        assert!(events
+            .iter()
+            .all(|e| matches!(e, Event::Tick | Event::Woken)));
+        assert_eq!(u.connections(), 0);
+        // A pipe that may hold data is closed, never pooled.
+        assert!(u.pipes.is_empty());
+    }
+
+    #[test]
+    fn send_file_on_closing_or_dead_connection_just_closes_the_file() {
+        let (mut u, addr) = server();
+        let t = reader(addr, Duration::ZERO);
+        let mut the_conn = None;
+        run(&mut u, 10, |u, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                the_conn = Some(conn);
+                u.abort(conn);
+                u.send_file(conn, temp_file(b"x"), 0, 1);
+                false
+            }
+            Event::Closed { .. } => true,
+            other => panic!("unexpected {other:?}"),
+        });
+        u.send_file(the_conn.unwrap(), temp_file(b"y"), 0, 1); // dead id: no panic
+        t.join().unwrap();
+    }
+
+    /// A connected client kept open (the server side is what matters).
+    fn connected(u: &mut Uring, addr: SocketAddr) -> (TcpStream, ConnId) {
+        let c = client(addr);
+        let mut id = None;
+        run(u, 10, |_, ev| match ev {
+            Event::Accepted { conn, .. } => {
+                id = Some(conn);
+                true
+            }
+            _ => false,
+        });
+        (c, id.unwrap())
+    }
+
+    #[test]
+    fn write_file_8mib_in_64k_pieces_several_in_flight() {
+        let (mut u, addr) = server();
+        let (_c, conn) = connected(&mut u, addr);
+        let content = random_bytes(8 * 1024 * 1024, 3);
+        let file = Arc::new(temp_file(b""));
+        const PIECE: usize = 64 * 1024;
+        let pieces = content.len() / PIECE;
+        let mut next = 0;
+        let issue = |u: &mut Uring, next: &mut usize| {
+            let off = *next * PIECE;
+            u.write_file(conn, &file, off as u64, content[off..off + PIECE].to_vec());
+            *next += 1;
+        };
+        while next < 8 {
+            issue(&mut u, &mut next);
+        }
+        assert_eq!(u.writes_inflight, 8);
+        let mut done = 0;
+        let mut max_in_flight = 0;
+        run(&mut u, 30, |u, ev| {
+            if let Event::FileWritten { conn: c, result } = ev {
+                assert_eq!(c, conn);
+                assert_eq!(result, Ok(PIECE));
+                done += 1;
+                if next < pieces {
+                    issue(u, &mut next);
+                }
+                max_in_flight = max_in_flight.max(u.writes_inflight);
+            }
+            done == pieces
+        });
+        assert_eq!(u.writes_inflight, 0);
+        assert!(max_in_flight >= 2);
+        let mut got = vec![0u8; content.len() + 1];
+        use std::os::unix::fs::FileExt;
+        let n = file.read_at(&mut got, 0).unwrap();
+        assert_eq!(n, content.len());
+        assert!(got[..n] == content[..], "file content differs");
+        // An empty write and a failing one (read-only fd: EBADF) are reported too.
+        u.write_file(conn, &file, 0, Vec::new());
+        let ro = Arc::new(File::open("/proc/self/exe").unwrap());
+        u.write_file(conn, &ro, 0, vec![1, 2, 3]);
+        let mut results = Vec::new();
+        run(&mut u, 10, |_, ev| {
+            if let Event::FileWritten { result, .. } = ev {
+                results.push(result);
+            }
+            results.len() == 2
+        });
+        results.sort();
+        assert_eq!(results, vec![Ok(0), Err(libc::EBADF)]);
+    }
+
+    #[test]
+    fn write_file_connection_closed_meanwhile() {
+        let (mut u, addr) = server();
+        let (c, conn) = connected(&mut u, addr);
+        let content = random_bytes(4 * 1024 * 1024, 9);
+        let file = Arc::new(temp_file(b""));
+        for (i, piece) in content.chunks(64 * 1024).enumerate() {
+            u.write_file(conn, &file, (i * 64 * 1024) as u64, piece.to_vec());
+        }
+        assert_eq!(Arc::strong_count(&file), 1 + 64);
+        u.abort(conn);
+        run(&mut u, 10, |_, ev| match ev {
+            Event::Closed { .. } => true,
+            Event::FileWritten { .. } => panic!("FileWritten after abort"),
+            _ => false,
+        });
+        // The writes still complete; their buffers and fd references go once they did.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut events = Vec::new();
+        while u.writes_inflight > 0 {
+            assert!(Instant::now() < deadline);
+            events.clear();
+            u.wake_fd.write(1).unwrap();
+            u.wait(&mut events).unwrap();
+            assert!(!events
+                .iter()
+                .any(|e| matches!(e, Event::FileWritten { .. })));
+        }
+        assert_eq!(Arc::strong_count(&file), 1);
+        let mut got = vec![0u8; content.len()];
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut got, 0).unwrap();
+        assert!(got == content);
+        drop(c);
+
+        // Dropping the transport with writes in flight waits for them.
+        let (mut u, addr) = server();
+        let (_c, conn) = connected(&mut u, addr);
+        for (i, piece) in content.chunks(64 * 1024).enumerate() {
+            u.write_file(conn, &file, (i * 64 * 1024) as u64, piece.to_vec());
+        }
+        u.wake_fd.write(1).unwrap();
+        let mut events = Vec::new();
+        u.wait(&mut events).unwrap(); // submitted
+        drop(u);
+        assert_eq!(Arc::strong_count(&file), 1);
     }
 
     #[test]
