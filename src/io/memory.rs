@@ -507,6 +507,110 @@ mod tests {
         assert_eq!(round(&mut m), vec![Event::Tick]);
     }
 
+    fn temp_file(content: &[u8]) -> File {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ringwsgi-memory-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f.write_all(content).unwrap();
+        f
+    }
+
+    #[test]
+    fn send_file_in_order_and_ranges() {
+        let mut m = Memory::new();
+        let c = m.connect(peer());
+        round(&mut m);
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let file = temp_file(&content);
+        m.output(c).extend_from_slice(b"<");
+        m.send_file(c, file.try_clone().unwrap(), 0, content.len() as u64);
+        m.output(c).extend_from_slice(b"|");
+        m.send_file(c, file, 1000, 10);
+        m.output(c).extend_from_slice(b">");
+        assert_eq!(round(&mut m), vec![Event::Sent { conn: c }]);
+        let mut expected = b"<".to_vec();
+        expected.extend_from_slice(&content);
+        expected.extend_from_slice(b"|");
+        expected.extend_from_slice(&content[1000..1010]);
+        expected.extend_from_slice(b">");
+        assert!(m.take_output(c) == expected);
+        // Zero length with nothing queued: still one Sent.
+        m.send_file(c, temp_file(b"abc"), 0, 0);
+        assert_eq!(round(&mut m), vec![Event::Sent { conn: c }]);
+        assert!(m.take_output(c).is_empty());
+    }
+
+    #[test]
+    fn send_file_short_file_sends_what_exists_then_closes() {
+        let mut m = Memory::new();
+        let c = m.connect(peer());
+        round(&mut m);
+        m.output(c).extend_from_slice(b"head:");
+        m.send_file(c, temp_file(b"only this"), 0, 1000);
+        m.output(c).extend_from_slice(b"never"); // no panic, never sent
+        assert_eq!(round(&mut m), vec![Event::Closed { conn: c }]);
+        assert_eq!(m.take_output(c), b"head:only this");
+        assert_eq!(round(&mut m), vec![Event::Tick]);
+        m.send_file(c, temp_file(b"x"), 0, 1); // dead id: ignored
+    }
+
+    #[test]
+    fn write_file_reports_next_round() {
+        use std::os::unix::fs::FileExt;
+        let mut m = Memory::new();
+        let c = m.connect(peer());
+        round(&mut m);
+        let file = Arc::new(temp_file(b""));
+        m.write_file(c, &file, 5, b"world".to_vec());
+        m.write_file(c, &file, 0, b"hello".to_vec());
+        assert_eq!(
+            round(&mut m),
+            vec![
+                Event::FileWritten {
+                    conn: c,
+                    result: Ok(5)
+                },
+                Event::FileWritten {
+                    conn: c,
+                    result: Ok(5)
+                }
+            ]
+        );
+        let mut got = [0u8; 10];
+        file.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(&got, b"helloworld");
+        // An error is reported as errno.
+        let ro = Arc::new(File::open("/proc/self/exe").unwrap());
+        m.write_file(c, &ro, 0, vec![1]);
+        assert_eq!(
+            round(&mut m),
+            vec![Event::FileWritten {
+                conn: c,
+                result: Err(libc::EBADF)
+            }]
+        );
+        // Closed meanwhile: written, but no event.
+        m.write_file(c, &file, 10, b"!".to_vec());
+        m.abort(c);
+        assert_eq!(round(&mut m), vec![Event::Closed { conn: c }]);
+        let mut got = [0u8; 11];
+        file.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(&got, b"helloworld!");
+        assert_eq!(Arc::strong_count(&file), 1);
+    }
+
     #[test]
     fn waker_gives_one_woken() {
         let mut m = Memory::new();
