@@ -59,7 +59,7 @@ def test_exc_info_before_first_byte_replaces_status_and_headers(sem):
 
 def test_exc_info_after_first_byte_reraises_and_truncates(sem):
     tag = uuid.uuid4().hex
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         c.send(build_request("GET", f"/exc-after?tag={tag}"))
         _, data = read_truncated_chunked(c)
     assert data.startswith(b"first chunk;") or data == b""
@@ -87,7 +87,7 @@ def test_no_start_response_is_500(sem):
 
 
 def test_write_callable_data_precedes_iterable(sem):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         r = c.request("GET", "/write")
         assert (r.status, r.body) == (200, b"abc")
         assert c.request("GET", "/").body == b"ok"
@@ -97,7 +97,7 @@ def test_write_callable_data_precedes_iterable(sem):
 
 
 def test_latin1_header_value_sent_as_latin1_byte(sem):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         c.send(build_request("GET", "/hdr?case=latin1_ok"))
         r = c.read_response()
     assert r.status == 200
@@ -113,7 +113,7 @@ def test_latin1_header_value_sent_as_latin1_byte(sem):
     "headers_tuple", "header_3_tuple", "header_1_tuple",
 ])
 def test_invalid_status_or_headers_give_500(sem, case):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         r = c.request("GET", f"/hdr?case={case}")
         assert_500(r, "X-Injected", "X-Bad", "X-Euro", "Upgrade", "Keep-Alive", "X-A")
         assert b"header case" not in r.body
@@ -131,14 +131,14 @@ def test_app_date_and_server_headers_replace_the_servers(sem):
 
 
 def test_generator_error_after_first_byte_truncates_chunked_response(sem):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         c.send(build_request("GET", "/raise-after?n=100000"))
         _, data = read_truncated_chunked(c)
     assert set(data) <= {ord("x")} and len(data) <= 100000
 
 
 def test_generator_error_with_content_length_sends_fewer_bytes_then_eof(sem):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         c.send(build_request("GET", "/raise-after?n=100000&cl=200000"))
         head = c.read_head()
         assert head.status == 200
@@ -154,14 +154,14 @@ def test_generator_error_with_content_length_sends_fewer_bytes_then_eof(sem):
 
 @pytest.mark.parametrize("kind", ["list", "tuple", "gen"])
 def test_body_iterables(sem, kind):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         r = c.request("GET", f"/body?kind={kind}")
         assert (r.status, r.body) == (200, b"abcd")
         assert c.request("GET", "/").body == b"ok"
 
 
 def test_body_empty_list(sem):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         c.send(build_request("GET", "/body?kind=empty_list") + build_request("GET", "/"))
         r = c.read_response()
         assert (r.status, r.body) == (200, b"")
@@ -185,7 +185,7 @@ def test_bad_body_before_first_byte_is_500(sem, kind):
 
 
 def test_str_item_after_bytes_closes_connection(sem):
-    with RawConn(sem.port) as c:
+    with RawConn(sem.port, timeout=5) as c:
         c.send(build_request("GET", "/body?kind=str_later_gen"))
         _, data = read_truncated_chunked(c)
     assert b"text" not in data and b"y" not in data
