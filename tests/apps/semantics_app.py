@@ -25,8 +25,8 @@ Routes (PATH_INFO; parameters in the query string):
     /nobody?code=C&kind=list|gen|bytes   status C (204/304) with an (empty or not) body
     /close?tag=T&mode=ok|raise|raise-first|big   iterable with close() counted under T
     /closes?tag=T          JSON {"closes": n}
-    /stream?total=N&chunk=C[&cl=1][&tag=T]  generator of blob(N) in C-byte chunks; the
-                           number of chunks produced is counted under T
+    /stream?total=N&chunk=C[&cl=1][&tag=T][&constant=1]  generator of blob(N) (or of b"z"s)
+                           in C-byte chunks; the number of chunks produced is counted under T
     /produced?tag=T        JSON {"chunks": n, "done": bool}
     /file?path=P[&block=B][&cl=1][&bytesio=1]&tag=T  wsgi.file_wrapper over P
     /file-closed?tag=T     JSON {"closed": bool} for the file object of /file?tag=T
@@ -216,14 +216,15 @@ def _input_report(environ):
     return report
 
 
-def _stream(total, chunk, tag):
-    data = blob(total)
+def _stream(total, chunk, tag, constant=False):
+    data = None if constant else blob(total)
+    filler = b"z" * chunk
     with _LOCK:
         PRODUCED[tag] = {"chunks": 0, "done": False}
     for off in range(0, total, chunk):
         with _LOCK:
             PRODUCED[tag]["chunks"] += 1
-        yield data[off:off + chunk]
+        yield filler[: min(chunk, total - off)] if constant else data[off:off + chunk]
     with _LOCK:
         PRODUCED[tag]["done"] = True
 
@@ -369,7 +370,7 @@ def app(environ, start_response):
         if q.get("cl"):
             headers.append(("Content-Length", str(total)))
         start_response("200 OK", headers)
-        return _stream(total, chunk, tag)
+        return _stream(total, chunk, tag, constant=bool(q.get("constant")))
 
     if path == "/produced":
         with _LOCK:
