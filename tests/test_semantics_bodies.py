@@ -229,6 +229,28 @@ def test_spool_dir_empty_after_client_disconnects_mid_upload(spool):
         assert post_report(c2, "/sha256", data)["sha256"] == sha(data)
 
 
+def test_default_spool_threshold_is_1mib(sem):
+    data = os.urandom((1 << 20) + 1)
+    with RawConn(sem.port, timeout=30) as c:
+        rep = post_report(c, "/sha256", data)
+    assert rep["sha256"] == sha(data)
+    assert isinstance(rep["fileno"], int) and rep["nlink"] == 0, f"a body over 1 MiB was not spooled: {rep}"
+
+
+def test_default_spool_dir_is_the_system_temp_dir(server_factory, tmp_path):
+    tmpdir = tmp_path / "systmp"
+    tmpdir.mkdir()
+    srv = server_factory("semantics_app:app", "--workers", "1", "--spool-threshold", "1024",
+                         env={"TMPDIR": str(tmpdir)})
+    data = os.urandom(8192)
+    with RawConn(srv.port) as c:
+        rep = post_report(c, "/sha256", data)
+    assert rep["sha256"] == sha(data)
+    assert isinstance(rep["fileno"], int), rep
+    assert (rep["fd_path"] or "").startswith(os.path.realpath(tmpdir) + "/"), f"not spooled in $TMPDIR: {rep}"
+    assert os.listdir(tmpdir) == []
+
+
 def test_limit_request_body_413_before_body(server_factory):
     srv = server_factory("semantics_app:app", "--workers", "1", "--limit-request-body", "1000")
     tag = uuid.uuid4().hex
