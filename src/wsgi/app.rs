@@ -148,6 +148,9 @@ impl Wsgi {
         let pulled = response::pull(&iter, &start_response, &state.names, false, |b| {
             body.write(out, b.as_bytes())
         });
+        // A body that has sent all of its Content-Length is over: the app's extra items are not
+        // pulled (nor sent), and close() follows now.
+        let pulled = pulled.map(|exhausted| exhausted || body.is_full());
         match pulled {
             Ok(false) => Respond::Streaming(handle),
             Ok(true) => {

@@ -89,6 +89,11 @@ impl BodyWriter {
         }
     }
 
+    /// Everything the Content-Length announced has been written.
+    pub fn is_full(&self) -> bool {
+        matches!(self.framing, Framing::Length(_)) && self.send && self.remaining == 0
+    }
+
     pub fn write(&mut self, out: &mut Vec<u8>, data: &[u8]) {
         if !self.send || data.is_empty() {
             return;
