@@ -46,6 +46,26 @@ pub struct Args {
     #[arg(long, value_name = "INT", default_value_t = 2048)]
     pub backlog: i32,
 
+    /// Python threads per worker, for apps that block on I/O. With 1 (the default) the app runs
+    /// inline on the worker's I/O thread, the fast path; with N > 1 requests are handed to N
+    /// threads of the worker's interpreter and wsgi.multithread is True.
+    #[arg(long, value_name = "INT", default_value_t = 1)]
+    pub threads: usize,
+
+    /// Largest request body accepted, in bytes (0: no limit). A larger declared body is
+    /// answered with 413 before it is read.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub limit_request_body: u64,
+
+    /// Request bodies larger than this many bytes are stored in an unlinked temporary file
+    /// instead of memory.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub spool_threshold: usize,
+
+    /// Directory for spooled request bodies. Default: the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -60,6 +80,8 @@ pub enum ConfigError {
     Bind(String),
     #[error("--workers must be at least 1")]
     Workers,
+    #[error("--threads must be at least 1")]
+    Threads,
     #[error("cannot change to directory {0}: {1}")]
     Chdir(PathBuf, std::io::Error),
     #[error("cannot resolve {0}: {1}")]
@@ -81,6 +103,12 @@ pub struct WorkerConfig {
     pub script_name: String,
     /// Log level for the worker process.
     pub log_level: String,
+    /// Python threads per worker (1: inline).
+    pub threads: usize,
+    /// Largest request body (0: no limit).
+    pub limit_request_body: u64,
+    pub spool_threshold: usize,
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl WorkerConfig {

@@ -28,7 +28,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::{self, Args, WorkerConfig};
 use crate::io::{self, Transport, Uring, Waker};
-use crate::worker::Worker;
+use crate::worker::{Limits, Pool, SpoolSettings, Worker};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
 /// Environment variable carrying the worker's configuration (JSON) from master to worker.
@@ -92,6 +92,13 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         std::env::set_current_dir(dir).map_err(|e| config::ConfigError::Chdir(dir.clone(), e))?;
     }
     let cpus = config::worker_cpus(args.workers)?;
+    if args.threads == 0 {
+        return Err(config::ConfigError::Threads.into());
+    }
+    let spool_dir = match &args.spool_dir {
+        Some(dir) => Some(std::path::absolute(dir).map_err(|e| config::ConfigError::Path(dir.display().to_string(), e))?),
+        None => None,
+    };
     let listeners = bind_listeners(addr, cpus.len(), args.backlog)?;
     let bound = listeners[0].local_addr().map_err(|e| StartError::Bind(addr, e))?;
     let worker_config = WorkerConfig {
@@ -101,6 +108,10 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         bound,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
         log_level: args.log_level.clone(),
+        threads: args.threads,
+        limit_request_body: args.limit_request_body,
+        spool_threshold: args.spool_threshold,
+        spool_dir,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD]).map_err(StartError::Signals)?;
@@ -352,6 +363,7 @@ fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, sto
         environ: EnvironSettings {
             script_name: config.script_name.clone(),
             multiprocess: config.multiprocess(),
+            multithread: config.threads > 1,
             bound: config.bound,
         },
     };
@@ -370,16 +382,29 @@ fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, sto
             return fail(format!("cannot set up io_uring: {e}"));
         }
     };
-    let _ = tx.send(Report::Ready { waker: ring.waker() });
+    let waker = ring.waker();
+    let _ = tx.send(Report::Ready { waker: waker.clone() });
     if stop.load(Ordering::Acquire) {
-        ring.waker().wake();
+        waker.wake();
     }
-    let result = interpreter.attach(|py| {
-        let mut worker = Worker::new(ring, wsgi, stop);
-        let result = worker.run(py);
-        worker.into_wsgi().release(py);
-        result
-    });
+    let limits = Limits {
+        max_body: config.limit_request_body,
+        spool: SpoolSettings { threshold: config.spool_threshold, dir: config.spool_dir.clone() },
+    };
+    let mut worker = Worker::new(ring, wsgi, limits, stop);
+    let result = if config.threads > 1 {
+        let pool = Pool::start(config.threads, interpreter.reference(), settings, waker);
+        worker = worker.with_pool(pool);
+        // This thread never attaches while the pool runs: the pool's threads need the GIL.
+        worker.run(None)
+    } else {
+        interpreter.attach(|py| worker.run(Some(py)))
+    };
+    let (wsgi, pool) = worker.into_parts();
+    if let Some(pool) = pool {
+        pool.shutdown();
+    }
+    interpreter.attach(|py| wsgi.release(py));
     interpreter.end();
     let _ = tx.send(Report::Exited { index, error: result.err().map(|e| e.to_string()) });
 }

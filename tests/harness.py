@@ -542,6 +542,40 @@ class RawConn:
         trailers = self._read_headers()
         return bytes(body), trailers
 
+    def read_head(self) -> Response:
+        """Read the next status line and headers only (a 1xx is returned as is; no body read)."""
+        if not self.buf and not self._fill():
+            raise ConnectionClosed("connection closed before a response")
+        line = self._read_line()
+        m = re.fullmatch(rb"(HTTP/\d\.\d) (\d{3})(?: (.*))?", line)
+        if not m:
+            raise HTTPParseError(f"bad status line: {line!r}")
+        headers = self._read_headers()
+        return Response(m.group(1).decode(), int(m.group(2)), (m.group(3) or b"").decode("latin-1"), headers)
+
+    def read_until_eof(self, timeout: float = 5.0) -> "tuple[bytes, bool]":
+        """Everything the server sends until it closes the connection, at most timeout s.
+
+        Returns (bytes, eof): eof is False if the connection was still open at the deadline.
+        """
+        saved = self.sock.gettimeout()
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.sock.settimeout(left)
+                try:
+                    self._fill()
+                except socket.timeout:
+                    break
+        finally:
+            self.sock.settimeout(saved)
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data, self.eof
+
     def request(self, method: str, path: str, headers=None, body: bytes = b"", version: str = "HTTP/1.1") -> Response:
         self.send(build_request(method, path, headers, body, version))
         return self.read_response(method)
@@ -595,3 +629,42 @@ def get(port: int, path: str, headers=None, version: str = "HTTP/1.1", timeout: 
 def post(port: int, path: str, body: bytes, headers=None, timeout: float = 10.0) -> Response:
     with RawConn(port, timeout=timeout) as c:
         return c.request("POST", path, headers=headers, body=body)
+
+
+def decode_chunked_prefix(raw: bytes) -> "tuple[bytes, bool]":
+    """Decode as much of a chunked body as raw holds: (data, complete).
+
+    complete is True only if the last chunk (size 0) and the end of the trailer section
+    were both received; a body cut short by a closed connection gives complete=False.
+    Malformed chunk framing raises HTTPParseError.
+    """
+    data = bytearray()
+    pos = 0
+    while True:
+        eol = raw.find(b"\r\n", pos)
+        if eol < 0:
+            return bytes(data), False
+        size_s = raw[pos:eol].split(b";", 1)[0].strip()
+        if not re.fullmatch(rb"[0-9a-fA-F]+", size_s):
+            raise HTTPParseError(f"bad chunk size line: {raw[pos:eol][:100]!r}")
+        size = int(size_s, 16)
+        pos = eol + 2
+        if size == 0:
+            # trailer section: header lines, then an empty line
+            while True:
+                eol = raw.find(b"\r\n", pos)
+                if eol < 0:
+                    return bytes(data), False
+                if eol == pos:
+                    return bytes(data), True
+                pos = eol + 2
+        if len(raw) < pos + size:
+            data += raw[pos:]
+            return bytes(data), False
+        data += raw[pos:pos + size]
+        pos += size
+        if raw[pos:pos + 2] != b"\r\n":
+            if len(raw) < pos + 2:
+                return bytes(data), False
+            raise HTTPParseError("chunk data not followed by CRLF")
+        pos += 2

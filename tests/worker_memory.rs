@@ -7,7 +7,7 @@ use std::sync::{Arc, Once};
 
 use pyo3::Python;
 use ringwsgi::io::{ConnId, Memory, Transport};
-use ringwsgi::worker::Worker;
+use ringwsgi::worker::{Limits, Worker};
 use ringwsgi::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
 const APPS: &str = r#"
@@ -66,14 +66,15 @@ fn with_worker(app: &str, f: impl FnOnce(&mut Harness<'_>) + Send) {
                     environ: EnvironSettings {
                         script_name: String::new(),
                         multiprocess: false,
+                        multithread: false,
                         bound: "127.0.0.1:8000".parse().unwrap(),
                     },
                 };
                 let wsgi = Wsgi::load(py, &settings).expect("app loads");
-                let worker = Worker::new(Memory::new(), wsgi, Arc::new(AtomicBool::new(false)));
+                let worker = Worker::new(Memory::new(), wsgi, Limits::default(), Arc::new(AtomicBool::new(false)));
                 let mut harness = Harness { py, worker, events: Vec::new() };
                 f(&mut harness);
-                harness.worker.into_wsgi().release(py);
+                harness.worker.into_parts().0.release(py);
             });
             interpreter.end();
         });
@@ -106,7 +107,7 @@ impl Harness<'_> {
 
     fn rounds(&mut self, n: usize) {
         for _ in 0..n {
-            self.worker.round(self.py, &mut self.events).unwrap();
+            self.worker.round(Some(self.py), &mut self.events).unwrap();
         }
     }
 

@@ -18,6 +18,9 @@ pub enum Framing {
     Chunked,
     /// The body ends when the connection closes (HTTP/1.0 fallback).
     UntilClose,
+    /// No body follows and its length is unknown (HEAD of a streamed response): neither
+    /// Content-Length nor Transfer-Encoding is sent.
+    NoBody,
 }
 
 /// Picks the body framing: the application's Content-Length wins; else a
@@ -207,7 +210,7 @@ impl<'a> HeadWriter<'a> {
                     push_decimal(out, n);
                     out.extend_from_slice(b"\r\n");
                 }
-                Framing::Length(_) | Framing::UntilClose => {}
+                Framing::Length(_) | Framing::UntilClose | Framing::NoBody => {}
                 Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             }
         }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::http::{ChunkError, ChunkedDecoder};
+use super::body::Incoming;
 use crate::io::ConnId;
 use crate::wsgi::Handle;
 
@@ -23,29 +23,12 @@ pub struct Conn {
     pub stream: Option<Handle>,
     /// `close` was called; only `Closed` is expected now.
     pub closing: bool,
-    /// The chunked body of the request being received, decoded so far.
-    pub chunked: Option<ChunkedBody>,
-}
-
-/// A chunked request body being received. The encoded bytes stay in the connection's input
-/// (behind the head, which is parsed again as more arrives); the decoded bytes collect here.
-pub struct ChunkedBody {
-    decoder: ChunkedDecoder,
-    /// Encoded bytes (after the head) consumed so far.
-    pub consumed: usize,
-    pub body: Vec<u8>,
-}
-
-impl ChunkedBody {
-    pub fn new(limit: u64) -> Self {
-        ChunkedBody { decoder: ChunkedDecoder::new(limit), consumed: 0, body: Vec::new() }
-    }
-
-    /// Decodes what arrived of `encoded` (everything after the head). True once complete.
-    pub fn decode(&mut self, encoded: &[u8]) -> Result<bool, ChunkError> {
-        self.consumed += self.decoder.decode(&encoded[self.consumed..], &mut self.body)?;
-        Ok(self.decoder.is_done())
-    }
+    /// The body being received, when it is chunked or spooled.
+    pub incoming: Option<Incoming>,
+    /// A request was handed to the thread pool; later pipelined requests wait for its reply.
+    pub in_pool: bool,
+    /// The pool thread streaming this connection's response waits for this acknowledgement.
+    pub ack: Option<crossbeam_channel::Sender<bool>>,
 }
 
 impl Conn {
@@ -59,7 +42,9 @@ impl Conn {
             read_eof: false,
             stream: None,
             closing: false,
-            chunked: None,
+            incoming: None,
+            in_pool: false,
+            ack: None,
         }
     }
 

@@ -8,7 +8,9 @@
 //! round's responses in the one submission that starts the next wait. Nothing waits to fill a
 //! batch: a round holds whatever completed together.
 
+mod body;
 mod conn;
+mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,13 +21,30 @@ use pyo3::Python;
 
 use crate::http::{self, BodyFraming, DateCache, Version};
 use crate::io::{ConnId, Event, Transport};
-use crate::wsgi::{self, Respond, Wsgi};
-use conn::{ChunkedBody, Conn};
+use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
+pub use body::SpoolSettings;
+use body::{Body, Incoming};
+use conn::Conn;
+pub use pool::Pool;
+use pool::{Job, OwnedBody, Reply, ReplyEnd};
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// Largest request body accepted (the body is read completely before the app is called).
-pub const MAX_BODY: u64 = 1 << 30;
+
+/// What a worker enforces on requests.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted (0: no limit); the body is read completely before the app
+    /// is called, and a larger declared body is refused with 413 before it is read.
+    pub max_body: u64,
+    pub spool: SpoolSettings,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body: 1 << 30, spool: SpoolSettings { threshold: 1 << 20, dir: None } }
+    }
+}
 
 /// A worker's event loop over transport `T`.
 pub struct Worker<T: Transport> {
@@ -33,6 +52,9 @@ pub struct Worker<T: Transport> {
     wsgi: Wsgi,
     conns: Vec<Option<Conn>>,
     date: DateCache,
+    limits: Limits,
+    /// `--threads N > 1`: the app runs on these threads instead of inline.
+    pool: Option<Pool>,
     stop: Arc<AtomicBool>,
     stopping: bool,
 }
@@ -43,20 +65,31 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 enum Next {
     /// Read more requests.
     Receive,
-    /// A streaming response is in progress: resume it when the output has drained.
-    Stream,
     /// Close after the queued output.
     Close,
+    /// Nothing to do until something else happens: a streaming response drains, a spooled body's
+    /// writes land, the pool replies.
+    Wait,
+    /// Send this file after the queued output, then go on with the requests behind it.
+    SendFile { body: FileBody, keep_alive: bool },
 }
 
 impl<T: Transport> Worker<T> {
     /// `stop` is set (and the transport's waker woken) by whoever wants the loop to end.
-    pub fn new(io: T, wsgi: Wsgi, stop: Arc<AtomicBool>) -> Self {
-        Worker { io, wsgi, conns: Vec::new(), date: DateCache::new(), stop, stopping: false }
+    pub fn new(io: T, wsgi: Wsgi, limits: Limits, stop: Arc<AtomicBool>) -> Self {
+        Worker { io, wsgi, conns: Vec::new(), date: DateCache::new(), limits, pool: None, stop, stopping: false }
     }
 
-    /// Runs until stopped and every connection is closed.
-    pub fn run(&mut self, py: Python<'_>) -> std::io::Result<()> {
+    /// Hands requests to `pool` instead of calling the app inline.
+    pub fn with_pool(mut self, pool: Pool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Runs until stopped and every connection is closed. `py`: the interpreter this thread is
+    /// attached to, when the app runs inline; `None` with a thread pool (this thread then never
+    /// holds the interpreter's GIL, which the pool's threads need).
+    pub fn run(&mut self, py: Option<Python<'_>>) -> std::io::Result<()> {
         let mut events = Vec::with_capacity(256);
         while self.round(py, &mut events)? {}
         Ok(())
@@ -64,10 +97,13 @@ impl<T: Transport> Worker<T> {
 
     /// One round: waits (detached) for the transport's next completions, then handles them all
     /// attached. Returns false once the worker has stopped and every connection is closed.
-    pub fn round(&mut self, py: Python<'_>, events: &mut Vec<Event>) -> std::io::Result<bool> {
+    pub fn round(&mut self, py: Option<Python<'_>>, events: &mut Vec<Event>) -> std::io::Result<bool> {
         events.clear();
         let io = &mut self.io;
-        wsgi::detached(py, || io.wait(events))?;
+        match py {
+            Some(py) => wsgi::detached(py, || io.wait(events))?,
+            None => io.wait(events)?,
+        }
         self.date.refresh(SystemTime::now());
         for &event in events.iter() {
             self.handle(py, event);
@@ -80,12 +116,13 @@ impl<T: Transport> Worker<T> {
         &mut self.io
     }
 
-    /// Ends the worker, giving back the WSGI state to be released while attached.
-    pub fn into_wsgi(self) -> Wsgi {
-        self.wsgi
+    /// Ends the worker, giving back the WSGI state (to be released while attached) and the pool
+    /// (to be shut down while detached).
+    pub fn into_parts(self) -> (Wsgi, Option<Pool>) {
+        (self.wsgi, self.pool)
     }
 
-    fn handle(&mut self, py: Python<'_>, event: Event) {
+    fn handle(&mut self, py: Option<Python<'_>>, event: Event) {
         match event {
             Event::Accepted { conn, peer } => self.accepted(conn, peer),
             Event::Received { conn, n } => {
@@ -95,9 +132,11 @@ impl<T: Transport> Worker<T> {
                 }
             }
             Event::Sent { conn } => self.sent(py, conn),
+            Event::FileWritten { conn, result } => self.spool_written(py, conn, result),
             Event::Closed { conn } => self.closed(py, conn),
-            Event::Tick | Event::FileWritten { .. } => {}
+            Event::Tick => {}
             Event::Woken => {
+                self.replies(py);
                 if self.stop.load(Ordering::Acquire) && !self.stopping {
                     self.begin_stop();
                 }
@@ -123,11 +162,48 @@ impl<T: Transport> Worker<T> {
     }
 
     /// Parses and answers every complete request in the connection's input, in order.
-    fn process(&mut self, py: Python<'_>, id: ConnId) {
-        let Worker { io, wsgi, conns, date, .. } = self;
-        let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else { return };
-        if conn.stream.is_some() || conn.closing {
+    fn process(&mut self, py: Option<Python<'_>>, id: ConnId) {
+        loop {
+            let next = self.answer_requests(py, id);
+            let Some(conn) = self.conn_mut(id) else { return };
+            if let Some(incoming) = &mut conn.incoming {
+                for (file, offset, data) in incoming.queued_writes() {
+                    self.io.write_file(id, &file, offset, data);
+                }
+            }
+            let Some(conn) = self.conn_mut(id) else { return };
+            match next {
+                Next::Receive if conn.read_eof => self.close(id),
+                Next::Receive => self.io.receive(id),
+                Next::Wait => {}
+                Next::Close => self.close(id),
+                Next::SendFile { body, keep_alive } => {
+                    self.io.send_file(id, body.file, body.offset, body.len);
+                    if keep_alive {
+                        continue;
+                    }
+                    self.close(id);
+                }
+            }
             return;
+        }
+    }
+
+    /// Closes the connection once its queued output is sent.
+    fn close(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            conn.closing = true;
+            self.io.close(id);
+        }
+    }
+
+    /// Answers the complete requests at the front of the connection's input, until one needs
+    /// the connection to do something else first.
+    fn answer_requests(&mut self, py: Option<Python<'_>>, id: ConnId) -> Next {
+        let Worker { io, wsgi, conns, date, limits, pool, .. } = self;
+        let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else { return Next::Wait };
+        if conn.stream.is_some() || conn.in_pool || conn.closing {
+            return Next::Wait;
         }
         let (input, output) = io.buffers(id);
         let mut pos = 0;
@@ -156,29 +232,48 @@ impl<T: Transport> Worker<T> {
             };
             let body_len = match req.body {
                 BodyFraming::None => 0,
-                BodyFraming::Length(n) if n <= MAX_BODY => n as usize,
-                BodyFraming::Length(_) => {
+                BodyFraming::Length(n) if limits.max_body != 0 && n > limits.max_body => {
                     http::write_error_response(output, 413, req.version, date);
                     break Next::Close;
                 }
-                BodyFraming::Chunked => {
-                    let chunked = conn.chunked.get_or_insert_with(|| ChunkedBody::new(MAX_BODY));
-                    match chunked.decode(&buf[req.head_len..]) {
-                        Ok(true) => chunked.consumed,
-                        Ok(false) => {
-                            if req.expect_continue && !conn.continue_sent {
-                                output.extend_from_slice(CONTINUE);
-                                conn.continue_sent = true;
+                BodyFraming::Length(n) if n as usize <= limits.spool.threshold => n as usize,
+                // Chunked, or too large to keep in memory: taken out of the input as it arrives.
+                framing => {
+                    if conn.incoming.as_ref().is_none_or(|i| !i.done()) {
+                        let (head_len, version, expect_continue) = (req.head_len, req.version, req.expect_continue);
+                        let incoming = match &mut conn.incoming {
+                            Some(incoming) => Ok(incoming),
+                            None => match framing {
+                                BodyFraming::Length(n) => Incoming::spooled(n, limits.spool.clone()),
+                                _ => Ok(Incoming::chunked(limits.max_body, limits.spool.clone())),
                             }
-                            conn.scanned = 0;
-                            break Next::Receive;
-                        }
-                        Err(err) => {
-                            tracing::info!(peer = %conn.peer, "bad chunked body: {err}");
-                            http::write_error_response(output, err.status, req.version, date);
-                            break Next::Close;
+                            .map(|incoming| conn.incoming.insert(incoming)),
+                        };
+                        match incoming.and_then(|incoming| incoming.take(input, pos + head_len)) {
+                            Err(err) => {
+                                tracing::info!(peer = %conn.peer, "cannot receive the request body: {err}");
+                                http::write_error_response(output, err.status(), version, date);
+                                break Next::Close;
+                            }
+                            Ok(false) => {
+                                if expect_continue && !conn.continue_sent {
+                                    output.extend_from_slice(CONTINUE);
+                                    conn.continue_sent = true;
+                                }
+                                conn.scanned = 0;
+                                break Next::Receive;
+                            }
+                            Ok(true) => {
+                                conn.scanned = 0;
+                                // Parse the head again; spooled writes may still have to land.
+                                continue;
+                            }
                         }
                     }
+                    if !conn.incoming.as_ref().is_some_and(|i| i.settled()) {
+                        break Next::Wait;
+                    }
+                    0
                 }
             };
             let total = req.head_len + body_len;
@@ -192,12 +287,24 @@ impl<T: Transport> Worker<T> {
                 }
                 break Next::Receive;
             }
-            let chunked = conn.chunked.take();
-            let body = match &chunked {
-                Some(chunked) => &chunked.body[..],
-                None => &buf[req.head_len..total],
+            let received = conn.incoming.take().map(Incoming::into_body);
+            let body = match received {
+                None => Input::Bytes(&buf[req.head_len..total]),
+                Some(Body::Memory(ref bytes)) => Input::Bytes(bytes),
+                Some(Body::File(file)) => Input::File(file),
             };
-            let respond = wsgi.call(py, &req, body, conn.peer, output, date);
+            if let Some(pool) = pool {
+                let body = match body {
+                    Input::Bytes(bytes) => OwnedBody::Bytes(bytes.to_vec()),
+                    Input::File(file) => OwnedBody::File(file),
+                };
+                pool.submit(Job { conn: id, head: buf[..req.head_len].to_vec(), body, peer: conn.peer });
+                pos += total;
+                conn.request_done();
+                conn.in_pool = true;
+                break Next::Wait;
+            }
+            let respond = wsgi.call(inline(py), &req, body, conn.peer, output, date);
             pos += total;
             conn.request_done();
             match respond {
@@ -205,50 +312,97 @@ impl<T: Transport> Worker<T> {
                 Respond::Done { keep_alive: false } | Respond::Abort => break Next::Close,
                 Respond::Streaming(handle) => {
                     conn.stream = Some(handle);
-                    break Next::Stream;
+                    break Next::Wait;
                 }
+                Respond::SendFile { body, keep_alive } => break Next::SendFile { body, keep_alive },
             }
         };
         input.drain(..pos);
-        match next {
-            Next::Receive if conn.read_eof => {
-                conn.closing = true;
-                io.close(id);
-            }
-            Next::Receive => io.receive(id),
-            Next::Stream => {}
-            Next::Close => {
-                conn.closing = true;
-                io.close(id);
-            }
-        }
+        next
     }
 
     /// The output drained: pull more of a streaming body, or go back to the requests that
     /// were pipelined behind it.
-    fn sent(&mut self, py: Python<'_>, id: ConnId) {
+    fn sent(&mut self, py: Option<Python<'_>>, id: ConnId) {
+        if let Some(ack) = self.conn_mut(id).and_then(|c| c.ack.take()) {
+            let _ = ack.send(true);
+            return;
+        }
         let Some(handle) = self.conn_mut(id).and_then(|c| c.stream) else { return };
-        let respond = self.wsgi.resume(py, handle, self.io.output(id));
+        let respond = self.wsgi.resume(inline(py), handle, self.io.output(id));
         let Some(conn) = self.conn_mut(id) else { return };
+        if !matches!(respond, Respond::Streaming(_)) {
+            conn.stream = None;
+        }
         match respond {
             Respond::Streaming(_) => {}
-            Respond::Done { keep_alive: true } => {
-                conn.stream = None;
-                self.process(py, id);
+            Respond::Done { keep_alive: true } => self.process(py, id),
+            Respond::Done { keep_alive: false } | Respond::Abort => self.close(id),
+            // A stream never turns into a file.
+            Respond::SendFile { .. } => self.close(id),
+        }
+    }
+
+    /// Takes the pool's replies: response bytes, then what follows them.
+    fn replies(&mut self, py: Option<Python<'_>>) {
+        let Some(pool) = &self.pool else { return };
+        let replies: Vec<Reply> = pool.replies.try_iter().collect();
+        for Reply { conn: id, bytes, end } in replies {
+            if self.conn_mut(id).is_none() {
+                if let ReplyEnd::More { ack } = end {
+                    let _ = ack.send(false);
+                }
+                continue;
             }
-            Respond::Done { keep_alive: false } | Respond::Abort => {
-                conn.stream = None;
-                conn.closing = true;
-                self.io.close(id);
+            self.io.output(id).extend_from_slice(&bytes);
+            let Some(conn) = self.conn_mut(id) else { continue };
+            match end {
+                ReplyEnd::More { ack } => conn.ack = Some(ack),
+                ReplyEnd::Done { keep_alive: true } => {
+                    conn.in_pool = false;
+                    self.process(py, id);
+                }
+                ReplyEnd::File { body, keep_alive } => {
+                    conn.in_pool = false;
+                    self.io.send_file(id, body.file, body.offset, body.len);
+                    if keep_alive {
+                        self.process(py, id);
+                    } else {
+                        self.close(id);
+                    }
+                }
+                ReplyEnd::Done { keep_alive: false } | ReplyEnd::Abort => {
+                    conn.in_pool = false;
+                    self.close(id);
+                }
             }
         }
     }
 
-    fn closed(&mut self, py: Python<'_>, id: ConnId) {
+    /// A write of a spooled request body landed; once the last one has, the app is called.
+    fn spool_written(&mut self, py: Option<Python<'_>>, id: ConnId, result: Result<usize, i32>) {
+        let Some(incoming) = self.conn_mut(id).and_then(|c| c.incoming.as_mut()) else { return };
+        if !incoming.written(result.is_ok()) {
+            if let Err(errno) = result {
+                tracing::error!("cannot spool a request body: {}", std::io::Error::from_raw_os_error(errno));
+            }
+            let output = self.io.output(id);
+            http::write_error_response(output, 500, Version::Http11, &self.date);
+            self.close(id);
+        } else if incoming.done() && incoming.settled() {
+            self.process(py, id);
+        }
+    }
+
+    fn closed(&mut self, py: Option<Python<'_>>, id: ConnId) {
         let Some(slot) = self.conns.get_mut(id.index()) else { return };
         if slot.as_ref().is_some_and(|c| c.id == id) {
-            if let Some(handle) = slot.take().and_then(|c| c.stream) {
-                self.wsgi.abandon(py, handle);
+            let Some(conn) = slot.take() else { return };
+            if let Some(handle) = conn.stream {
+                self.wsgi.abandon(inline(py), handle);
+            }
+            if let Some(ack) = conn.ack {
+                let _ = ack.send(false);
             }
         }
     }
@@ -264,4 +418,10 @@ impl<T: Transport> Worker<T> {
             }
         }
     }
+}
+
+/// The interpreter token of a worker whose app runs inline. Only the inline paths call the app,
+/// and they run only when the worker was started attached.
+fn inline(py: Option<Python<'_>>) -> Python<'_> {
+    py.expect("the app is called inline only by a worker running attached")
 }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple};
 
-use super::environ::{EnvironBuilder, EnvironSettings};
-use super::response::{self, Failure, Names, RequestInfo, Stream};
+use super::environ::{EnvironBuilder, EnvironSettings, Input};
+use super::response::{self, Failure, FileBody, Names, RequestInfo, Stream};
 use super::table::{Handle, Table};
 use crate::http::{self, DateCache, Request};
 
@@ -33,14 +33,19 @@ pub struct LoadError(pub String);
 enum First {
     /// Head and whole body queued; close() is due.
     Complete { keep_alive: bool },
+    /// Head queued, the body is a file sent from its descriptor; close() is due.
+    File { body: FileBody, keep_alive: bool },
     Streaming(Handle),
 }
 
 /// What the connection does after a call or a resumed stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Respond {
     /// The whole response is in the output buffer.
     Done { keep_alive: bool },
+    /// The head is in the output buffer; the body is this file range, to be sent from the
+    /// descriptor (`wsgi.file_wrapper`).
+    SendFile { body: FileBody, keep_alive: bool },
     /// The head and the first part of the body are in the output buffer; call
     /// [`Wsgi::resume`] with this handle once the output has drained.
     Streaming(Handle),
@@ -52,6 +57,7 @@ pub enum Respond {
 struct State {
     app: Py<PyAny>,
     start_response: Py<PyAny>,
+    file_wrapper: Py<PyAny>,
     format_exception: Py<PyAny>,
     environ: EnvironBuilder,
     names: Names,
@@ -81,11 +87,13 @@ impl Wsgi {
                 }
             })?;
         let state = (|| -> PyResult<State> {
+            let file_wrapper = bootstrap.getattr("FileWrapper")?;
             Ok(State {
                 app: app.unbind(),
                 start_response: bootstrap.getattr("StartResponse")?.unbind(),
+                environ: EnvironBuilder::new(py, &settings.environ, &file_wrapper)?,
+                file_wrapper: file_wrapper.unbind(),
                 format_exception: bootstrap.getattr("format_exception")?.unbind(),
-                environ: EnvironBuilder::new(py, &settings.environ)?,
                 names: Names::new(py),
                 streams: Table::default(),
             })
@@ -105,7 +113,7 @@ impl Wsgi {
         &mut self,
         py: Python<'_>,
         req: &Request<'_, '_>,
-        body: &[u8],
+        body: Input<'_>,
         peer: SocketAddr,
         out: &mut Vec<u8>,
         date: &DateCache,
@@ -199,7 +207,7 @@ impl State {
         &mut self,
         py: Python<'_>,
         req: &Request<'_, '_>,
-        body: &[u8],
+        body: Input<'_>,
         peer: SocketAddr,
         out: &mut Vec<u8>,
         date: &DateCache,
@@ -213,6 +221,11 @@ impl State {
             Ok(First::Complete { keep_alive }) => {
                 let closed = self.close(py, &result);
                 Ok(Respond::Done { keep_alive: keep_alive && closed })
+            }
+            Ok(First::File { body, keep_alive }) => {
+                // The descriptor was duplicated: the app's file can be closed now.
+                let closed = self.close(py, &result);
+                Ok(Respond::SendFile { body, keep_alive: keep_alive && closed })
             }
             Err(failure) => {
                 // close() is still owed; the failure itself is what gets reported.
@@ -236,6 +249,11 @@ impl State {
                 "the app returned a bare {} object; it must return an iterable of bytes (e.g. [body])",
                 result.get_type().name()?
             )));
+        }
+        if result.get_type().is(self.file_wrapper.bind(result.py())) {
+            if let Some(file) = response::wrapped_file(result, &self.names) {
+                return self.respond_file(file, start_response, out, date, info);
+            }
         }
         let iter = result.try_iter()?;
         let whole = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
@@ -267,6 +285,30 @@ impl State {
             keep_alive,
         });
         Ok(First::Streaming(handle))
+    }
+
+    /// The head for a file sent from its descriptor; the app's Content-Length, if any, bounds it.
+    fn respond_file(
+        &mut self,
+        mut file: FileBody,
+        start_response: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+        date: &DateCache,
+        info: &RequestInfo,
+    ) -> Result<First, Failure> {
+        let py = start_response.py();
+        if start_response.getattr(self.names.status.bind(py))?.is_none() {
+            return Err(Failure::Invalid("the app did not call start_response()".into()));
+        }
+        let (body, keep_alive) =
+            response::write_head(out, start_response, &self.names, info, Some(file.len), date)?;
+        let Some(declared) = body.declared_len() else {
+            // HEAD, 204, 304: no body.
+            return Ok(First::Complete { keep_alive });
+        };
+        let short = declared > file.len;
+        file.len = file.len.min(declared);
+        Ok(First::File { body: file, keep_alive: keep_alive && !short })
     }
 
     /// Calls close() on the app's iterable; false (and logged) if it raised.

@@ -86,6 +86,30 @@ def format_exception(exc):
     return "".join(traceback.format_exception(exc)).rstrip("\n")
 
 
+class FileWrapper:
+    """wsgi.file_wrapper: the server sends a real file straight from its descriptor
+    (zero-copy); any other file-like object is read in blocks through iteration."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+# Data passed to write() is held until the app returns (the app runs on the I/O thread): bounded.
+WRITE_LIMIT = 16 * 1024 * 1024
+
+
 class StartResponse:
     """The start_response callable of one request (PEP 3333). The server reads status, headers
     and written after the call, and sets sent once the response head has gone out."""
@@ -94,6 +118,7 @@ class StartResponse:
     headers = None
     sent = False
     written = None
+    written_size = 0
 
     def __call__(self, status, headers, exc_info=None):
         if exc_info is not None:
@@ -117,6 +142,12 @@ class StartResponse:
             raise AssertionError("write() called before start_response()")
         if type(data) is not bytes:
             raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        self.written_size += len(data)
+        if self.written_size > WRITE_LIMIT:
+            raise RuntimeError(
+                f"write() was given over {WRITE_LIMIT} bytes in one call of the app; "
+                "return an iterable instead (ringwsgi holds write() data until the app returns)"
+            )
         if self.written is None:
             self.written = [data]
         else:

@@ -44,10 +44,20 @@ const COMMON_HEADERS: &[&str] = &[
     "te",
 ];
 
+/// A complete request body, as the app's `wsgi.input` will read it.
+pub enum Input<'a> {
+    /// Bytes in memory (io.BytesIO).
+    Bytes(&'a [u8]),
+    /// An unlinked temporary file positioned at 0 (a buffered binary file).
+    File(std::fs::File),
+}
+
 /// What every request of one worker shares.
 pub struct EnvironSettings {
     pub script_name: String,
     pub multiprocess: bool,
+    /// `--threads N > 1`: the app may be called from several threads at once.
+    pub multithread: bool,
     /// SERVER_NAME and SERVER_PORT when a request has no Host header.
     pub bound: SocketAddr,
 }
@@ -73,6 +83,7 @@ pub struct EnvironBuilder {
     methods: Vec<(&'static str, Py<PyString>)>,
     headers: Vec<(&'static str, Py<PyString>)>,
     bytes_io: Py<PyAny>,
+    open: Py<PyAny>,
     script_name: Vec<u8>,
     bound_name: Py<PyString>,
     bound_port: Py<PyString>,
@@ -92,17 +103,19 @@ fn header_key(name: &str, out: &mut Vec<u8>) {
 }
 
 impl EnvironBuilder {
-    pub fn new(py: Python<'_>, settings: &EnvironSettings) -> PyResult<Self> {
+    /// `file_wrapper` is the bootstrap's FileWrapper class, offered as `wsgi.file_wrapper`.
+    pub fn new(py: Python<'_>, settings: &EnvironSettings, file_wrapper: &Bound<'_, PyAny>) -> PyResult<Self> {
         let sys = py.import("sys")?;
         let template = PyDict::new(py);
         let version = PyTuple::new(py, [1, 0])?;
         template.set_item("wsgi.version", version)?;
         template.set_item("wsgi.url_scheme", "http")?;
         template.set_item("wsgi.errors", sys.getattr("stderr")?)?;
-        template.set_item("wsgi.multithread", PyBool::new(py, false))?;
+        template.set_item("wsgi.multithread", PyBool::new(py, settings.multithread))?;
         template.set_item("wsgi.multiprocess", PyBool::new(py, settings.multiprocess))?;
         template.set_item("wsgi.run_once", PyBool::new(py, false))?;
         template.set_item("wsgi.input_terminated", PyBool::new(py, true))?;
+        template.set_item("wsgi.file_wrapper", file_wrapper)?;
         template.set_item("SCRIPT_NAME", settings.script_name.as_str())?;
         let methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"]
             .into_iter()
@@ -140,6 +153,7 @@ impl EnvironBuilder {
             methods,
             headers,
             bytes_io: py.import("io")?.getattr("BytesIO")?.unbind(),
+            open: py.import("io")?.getattr("open")?.unbind(),
             script_name: settings.script_name.as_bytes().to_vec(),
             bound_name: PyString::new(py, &bound_name).unbind(),
             bound_port: PyString::new(py, &settings.bound.port().to_string()).unbind(),
@@ -152,7 +166,7 @@ impl EnvironBuilder {
         &mut self,
         py: Python<'py>,
         req: &Request<'_, '_>,
-        body: &[u8],
+        body: Input<'_>,
         peer: SocketAddr,
     ) -> PyResult<Bound<'py, PyDict>> {
         let env = self.template.bind(py).copy()?;
@@ -187,9 +201,27 @@ impl EnvironBuilder {
         env.set_item(&self.k_remote_addr, peer.ip().to_string())?;
         env.set_item(&self.k_remote_port, peer.port().to_string())?;
         self.set_headers(py, &env, req)?;
-        let input = self.bytes_io.bind(py).call1((pyo3::types::PyBytes::new(py, body),))?;
+        let input = match body {
+            Input::Bytes(bytes) => self.bytes_io.bind(py).call1((pyo3::types::PyBytes::new(py, bytes),))?,
+            Input::File(file) => self.open_file(py, file)?,
+        };
         env.set_item(&self.k_input, input)?;
         Ok(env)
+    }
+
+    /// A spooled body as a binary file object (io.BufferedReader) that owns the descriptor.
+    fn open_file<'py>(&self, py: Python<'py>, file: std::fs::File) -> PyResult<Bound<'py, PyAny>> {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let fd = file.into_raw_fd();
+        match self.open.bind(py).call1((fd, "rb")) {
+            Ok(reader) => Ok(reader),
+            Err(err) => {
+                // SAFETY: open() failed, so Python did not take the descriptor: it is still ours
+                // (from into_raw_fd above) and is closed exactly once, here.
+                drop(unsafe { std::fs::File::from_raw_fd(fd) });
+                Err(err)
+            }
+        }
     }
 
     /// PATH_INFO: the path percent-decoded, then latin-1, with SCRIPT_NAME removed from its start.

@@ -93,6 +93,13 @@ impl SubInterpreter {
         Python::attach(f)
     }
 
+    /// A reference other threads use to run Python in this interpreter ([`ThreadState`]).
+    pub fn reference(&self) -> InterpreterRef {
+        // SAFETY: `tstate` is this interpreter's live thread state; reading its interpreter
+        // pointer needs no lock.
+        InterpreterRef(unsafe { ffi::PyThreadState_GetInterpreter(self.tstate) })
+    }
+
     /// Ends the interpreter on its owning thread. Everything of it that Rust holds (`Py<T>`)
     /// must have been released before, while attached.
     pub fn end(self) {
@@ -113,6 +120,63 @@ impl Drop for SubInterpreter {
         // Only reached when `end` was not called (a panic unwinding the worker thread). Ending the
         // interpreter in that state is not safe; leaking it is.
         tracing::error!("a subinterpreter was abandoned without being ended");
+    }
+}
+
+/// Names a subinterpreter for other threads (`--threads`). Valid while the [`SubInterpreter`]
+/// lives: its owner joins every thread that uses it before ending it.
+#[derive(Clone, Copy)]
+pub struct InterpreterRef(*mut ffi::PyInterpreterState);
+
+// SAFETY: a PyInterpreterState pointer may be used from any thread (PyThreadState_New takes it
+// without the GIL); what it points to is owned by CPython.
+unsafe impl Send for InterpreterRef {}
+
+/// A thread's own thread state in a subinterpreter: PyGILState only knows the main interpreter,
+/// so a thread other than the owner needs one before it can attach. Created detached; dropped
+/// (cleared and deleted) on the same thread, before the interpreter ends.
+pub struct ThreadState {
+    tstate: *mut ffi::PyThreadState,
+    _owned_by_thread: PhantomData<*mut ()>,
+}
+
+impl ThreadState {
+    /// A new thread state for the current thread, which must hold none yet.
+    pub fn new(interpreter: InterpreterRef) -> Self {
+        // SAFETY: the interpreter is alive (see InterpreterRef); PyThreadState_New needs no GIL
+        // and also binds the new state to this thread for PyGILState, so `Python::attach`
+        // finds it once it is current.
+        let tstate = unsafe { ffi::PyThreadState_New(interpreter.0) };
+        assert!(!tstate.is_null(), "PyThreadState_New failed (out of memory)");
+        ThreadState { tstate, _owned_by_thread: PhantomData }
+    }
+
+    /// Runs `f` attached to the interpreter through this thread state.
+    pub fn attach<R>(&self, f: impl FnOnce(Python<'_>) -> R) -> R {
+        struct Detach;
+        impl Drop for Detach {
+            fn drop(&mut self) {
+                // SAFETY: pairs with the restore below, on the same thread.
+                unsafe { ffi::PyEval_SaveThread() };
+            }
+        }
+        // SAFETY: this thread's own thread state, not current anywhere else: making it current
+        // takes the interpreter's GIL.
+        unsafe { ffi::PyEval_RestoreThread(self.tstate) };
+        let _detach = Detach;
+        Python::attach(f)
+    }
+}
+
+impl Drop for ThreadState {
+    fn drop(&mut self) {
+        // SAFETY: on the creating thread (not Send), detached: attach with it, clear it and
+        // delete it as the current thread state, leaving the thread with none.
+        unsafe {
+            ffi::PyEval_RestoreThread(self.tstate);
+            ffi::PyThreadState_Clear(self.tstate);
+            ffi::PyThreadState_DeleteCurrent();
+        }
     }
 }
 

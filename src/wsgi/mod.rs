@@ -20,6 +20,9 @@ mod strings;
 mod table;
 
 pub use app::{AppSettings, LoadError, Respond, Wsgi};
-pub use environ::EnvironSettings;
-pub use interpreter::{detached, prepare_main_interpreter, python_version, InterpreterError, SubInterpreter};
+pub use environ::{EnvironSettings, Input};
+pub use interpreter::{
+    detached, prepare_main_interpreter, python_version, InterpreterError, InterpreterRef, SubInterpreter, ThreadState,
+};
+pub use response::FileBody;
 pub use table::Handle;

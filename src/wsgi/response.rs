@@ -19,14 +19,24 @@ pub struct Names {
     pub status: Py<PyString>,
     pub headers: Py<PyString>,
     pub written: Py<PyString>,
+    pub written_size: Py<PyString>,
     pub sent: Py<PyString>,
     pub close: Py<PyString>,
+    pub filelike: Py<PyString>,
 }
 
 impl Names {
     pub fn new(py: Python<'_>) -> Self {
         let i = |s| PyString::intern(py, s).unbind();
-        Names { status: i("status"), headers: i("headers"), written: i("written"), sent: i("sent"), close: i("close") }
+        Names {
+            status: i("status"),
+            headers: i("headers"),
+            written: i("written"),
+            written_size: i("written_size"),
+            sent: i("sent"),
+            close: i("close"),
+            filelike: i("filelike"),
+        }
     }
 }
 
@@ -71,6 +81,14 @@ impl BodyWriter {
         BodyWriter { framing, send, remaining }
     }
 
+    /// The body length announced by Content-Length, when a body is sent with that framing.
+    pub fn declared_len(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(n) if self.send => Some(n),
+            _ => None,
+        }
+    }
+
     pub fn write(&mut self, out: &mut Vec<u8>, data: &[u8]) {
         if !self.send || data.is_empty() {
             return;
@@ -84,6 +102,7 @@ impl BodyWriter {
             }
             Framing::Chunked => http::write_chunk(out, data),
             Framing::UntilClose => out.extend_from_slice(data),
+            Framing::NoBody => {}
         }
     }
 
@@ -99,6 +118,7 @@ impl BodyWriter {
                 true
             }
             Framing::UntilClose => false,
+            Framing::NoBody => true,
         }
     }
 }
@@ -151,6 +171,7 @@ fn take_written<'py>(
         return Ok(());
     }
     start_response.setattr(names.written.bind(py), py.None())?;
+    start_response.setattr(names.written_size.bind(py), 0)?;
     for item in written.cast_into::<PyList>()?.iter() {
         sink(item.cast_into::<PyBytes>()?);
     }
@@ -196,7 +217,11 @@ pub fn write_head(
         }
     }
     let send = http::response::status_has_body(head.status_code(), req.head);
-    let framing = http::choose_framing(req.version, head.content_length(), known_len);
+    let framing = match http::choose_framing(req.version, head.content_length(), known_len) {
+        // HEAD keeps a known Content-Length, but never announces a body it does not send.
+        Framing::Chunked | Framing::UntilClose if !send => Framing::NoBody,
+        framing => framing,
+    };
     let keep_alive = req.keep_alive && framing != Framing::UntilClose;
     head.finish(framing, keep_alive, req.version, date);
     start_response.setattr(names.sent.bind(py), true)?;
@@ -209,4 +234,30 @@ pub fn close_iterable(result: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> 
         close.call0()?;
     }
     Ok(())
+}
+
+/// A file to send straight from its descriptor.
+#[derive(Debug)]
+pub struct FileBody {
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The open regular file behind a `wsgi.file_wrapper` result, from its current position to its
+/// end, as a duplicated descriptor (the app's file object can be closed at once). `None` when the
+/// file-like object has no usable descriptor: the wrapper is then iterated like any body.
+pub fn wrapped_file(wrapper: &Bound<'_, PyAny>, names: &Names) -> Option<FileBody> {
+    let filelike = wrapper.getattr(names.filelike.bind(wrapper.py())).ok()?;
+    let fd: std::os::fd::RawFd = filelike.call_method0("fileno").ok()?.extract().ok()?;
+    let offset: u64 = filelike.call_method0("tell").ok()?.extract().ok()?;
+    // SAFETY: `fd` belongs to `filelike`, which is alive (and not closed: fileno() just answered)
+    // for the whole borrow, which ends within this function.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let stat = nix::sys::stat::fstat(borrowed).ok()?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
+    let file = std::fs::File::from(nix::unistd::dup(borrowed).ok()?);
+    Some(FileBody { file, offset, len: (stat.st_size as u64).saturating_sub(offset) })
 }
