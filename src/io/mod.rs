@@ -54,6 +54,8 @@ pub enum Event {
     Sent { conn: ConnId },
     /// The connection is gone (reset, error, or after the caller's `close`/`abort`). Emitted
     /// exactly once per connection; the id is dead afterwards and no other event for it follows.
+    /// Until the next `wait()`, calls on the id (say, for an event before `Closed` in the same
+    /// batch) do not panic: buffers are empty or stale and operations are no-ops.
     Closed { conn: ConnId },
     /// About once a second: callers check their deadlines on it.
     Tick,

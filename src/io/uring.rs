@@ -27,7 +27,7 @@
 //! a closed or recycled connection never frees a buffer the kernel still reads.
 //!
 //! Connection lifecycle: `Open` → (`close`) `Flushing` → `ShuttingDown` → `Draining` →
-//! `Finishing` → fd closed, `Closed` reported, slot `Free`. Errors and `abort` jump to
+//! `Finishing` → fd closed, `Closed` reported (`Closed` state) → slot `Free` at the next `wait`. Errors and `abort` jump to
 //! `Finishing` (in-flight ops cancelled). Only `Open` connections report events besides `Closed`.
 
 use std::collections::VecDeque;
@@ -133,6 +133,10 @@ enum State {
     Draining,
     /// Waiting for in-flight ops to complete, then the fd is closed and `Closed` reported.
     Finishing,
+    /// fd closed and `Closed` reported; the slot is recycled at the start of the next `wait`,
+    /// so calls for events that preceded `Closed` in the same batch find it (and do nothing)
+    /// instead of a free or reused slot.
+    Closed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,6 +285,8 @@ pub struct Uring {
     timespec: Box<types::Timespec>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Slots in state `Closed`, recycled at the start of the next `wait`.
+    released: Vec<u32>,
     open: usize,
     /// Slots whose output / close needs looking at before the next submit.
     todo: Vec<u32>,
@@ -357,6 +363,7 @@ impl Uring {
             timespec: Box::new(types::Timespec::new().sec(1)),
             slots: Vec::new(),
             free: Vec::new(),
+            released: Vec::new(),
             open: 0,
             todo: Vec::new(),
             cqes: Vec::new(),
@@ -810,7 +817,7 @@ impl Uring {
     /// send, and finalizes at once if nothing is in flight.
     fn finish(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        if slot.state == State::Finishing || slot.state == State::Free {
+        if matches!(slot.state, State::Finishing | State::Closed | State::Free) {
             return;
         }
         slot.state = State::Finishing;
@@ -829,12 +836,35 @@ impl Uring {
         self.advance(index);
     }
 
-    /// Closes the fd, reports `Closed` and recycles the slot. Only with nothing in flight.
+    /// Closes the fd and reports `Closed`; the slot is recycled at the next `wait`
+    /// (`release`). Only with nothing in flight.
     fn finalize(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         debug_assert!(!slot.busy());
         slot.fd = None;
         let conn = ConnId::new(index as u32, slot.gen);
+        slot.state = State::Closed;
+        slot.output.clear();
+        slot.inflight.clear();
+        slot.sent = 0;
+        slot.segments.clear();
+        // A file still being sent: its pipe may hold data, so it is closed, not pooled.
+        slot.file = None;
+        self.released.push(index as u32);
+        self.open -= 1;
+        self.ready.push(Event::Closed { conn });
+    }
+
+    /// Recycles the slots whose `Closed` was handed out by the previous `wait`.
+    fn release(&mut self) {
+        for index in std::mem::take(&mut self.released) {
+            self.recycle(index as usize);
+        }
+    }
+
+    fn recycle(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        debug_assert!(slot.state == State::Closed && !slot.busy());
         slot.state = State::Free;
         slot.gen = (slot.gen + 1) & GEN_MASK;
         slot.input.clear();
@@ -855,18 +885,14 @@ impl Uring {
         slot.ticks = 0;
         slot.notify = false;
         slot.segments.clear();
-        // A file still being sent: its pipe may hold data, so it is closed, not pooled.
-        slot.file = None;
         self.free.push(index as u32);
-        self.open -= 1;
-        self.ready.push(Event::Closed { conn });
     }
 
     /// Queues whatever the connection's state calls for next.
     fn advance(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         match slot.state {
-            State::Free | State::ShuttingDown => {}
+            State::Free | State::Closed | State::ShuttingDown => {}
             State::Open => {
                 if self.pump(index) {
                     let slot = &mut self.slots[index];
@@ -923,7 +949,7 @@ impl Uring {
                 slot.drained += res as usize;
                 self.advance(index);
             }
-            State::Finishing | State::Free => self.advance(index),
+            State::Finishing | State::Closed | State::Free => self.advance(index),
         }
     }
 
@@ -1040,7 +1066,7 @@ impl Uring {
         };
         let index = index as usize;
         match self.slots.get(index) {
-            Some(s) if s.gen == gen && s.state != State::Free => {}
+            Some(s) if s.gen == gen && !matches!(s.state, State::Free | State::Closed) => {}
             _ => {
                 tracing::error!(
                     "io_uring: completion {op:?} for a recycled slot {index} (ignored)"
@@ -1131,6 +1157,7 @@ impl Uring {
 impl Transport for Uring {
     fn wait(&mut self, events: &mut Vec<Event>) -> io::Result<()> {
         self.woken = false;
+        self.release();
         loop {
             if let Some(e) = self.fatal.take() {
                 return Err(e);
@@ -2089,6 +2116,33 @@ mod tests {
         u.wait(&mut events).unwrap(); // submitted
         drop(u);
         assert_eq!(Arc::strong_count(&file), 1);
+    }
+
+    #[test]
+    fn calls_before_closed_is_handled_do_not_panic() {
+        // Events that precede `Closed` in one batch (say `Received` or `FileWritten`, then a
+        // send failure in the same round) are handled while the connection is already gone.
+        let (mut u, addr) = server();
+        let (_c, conn) = connected(&mut u, addr);
+        u.abort(conn); // nothing in flight: `Closed` is queued at once
+        u.output(conn).extend_from_slice(b"dropped");
+        u.input(conn).clear();
+        let _ = u.buffers(conn);
+        u.receive(conn);
+        u.send_file(conn, temp_file(b"x"), 0, 1);
+        u.write_file(conn, &Arc::new(temp_file(b"")), 0, vec![1]);
+        u.close(conn);
+        u.abort(conn);
+        let mut events = Vec::new();
+        u.wait(&mut events).unwrap();
+        assert_eq!(events, vec![Event::Closed { conn }]);
+        // The slot is reused from the next round on, clean, under a new generation.
+        let (_c2, conn2) = connected(&mut u, addr);
+        assert_eq!(conn2.index(), conn.index());
+        assert_ne!(conn2, conn);
+        assert_eq!(u.pending_output(conn2), 0);
+        assert!(u.input(conn2).is_empty());
+        assert_eq!(u.pending_output(conn), 0);
     }
 
     #[test]
