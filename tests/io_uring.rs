@@ -172,3 +172,117 @@ fn peer_reset_during_send_file_one_closed_no_fd_leak() {
     }
     assert_eq!(open_fds(), before);
 }
+
+#[test]
+fn pause_resume_many_times_each_client_accepted_once_no_fd_leak() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let _quiet = QUIET.lock().unwrap_or_else(|e| e.into_inner());
+    const CLIENTS: usize = 300;
+    let before = open_fds();
+    {
+        let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut u = Uring::new(listener, 256).unwrap();
+        // Keeps `wait()` returning while paused (nothing else would for up to a second).
+        let stop = Arc::new(AtomicBool::new(false));
+        let pinger = {
+            let (w, stop) = (u.waker(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    w.wake();
+                    thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        // Clients connect throughout, a few at a time, each sending its number; they read the
+        // echo only at the end (connect succeeds from the backlog while the server is paused).
+        let clients = thread::spawn(move || {
+            let mut streams = Vec::new();
+            for i in 0..CLIENTS {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.write_all(format!("client {i}\n").as_bytes()).unwrap();
+                streams.push((i, s));
+                if i % 4 == 3 {
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }
+            for (i, mut s) in streams {
+                let mut got = String::new();
+                s.read_to_string(&mut got).unwrap();
+                assert_eq!(got, format!("client {i}\n"));
+            }
+        });
+
+        let mut seen: HashMap<usize, usize> = HashMap::new();
+        let (mut accepted, mut closed, mut rounds, mut toggles) = (0, 0, 0u64, 0);
+        let mut paused = false;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut events = Vec::new();
+        while closed < CLIENTS {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {accepted} accepted, {closed} closed, {} distinct",
+                seen.len()
+            );
+            // Flip between paused and accepting every few rounds, sometimes twice in a row
+            // without a wait in between.
+            rounds += 1;
+            if rounds % 3 == 0 {
+                if paused {
+                    u.resume_accepting();
+                } else {
+                    u.pause_accepting();
+                }
+                paused = !paused;
+                toggles += 1;
+                if rounds % 7 == 0 {
+                    u.pause_accepting();
+                    u.resume_accepting();
+                    paused = false;
+                }
+            }
+            events.clear();
+            u.wait(&mut events).unwrap();
+            for &ev in &events {
+                match ev {
+                    Event::Accepted { conn, .. } => {
+                        accepted += 1;
+                        u.receive(conn);
+                    }
+                    Event::Received { conn, n } if n > 0 => {
+                        let line = u.input(conn).clone();
+                        if !line.ends_with(b"\n") {
+                            u.receive(conn);
+                            continue;
+                        }
+                        let text = String::from_utf8(line.clone()).unwrap();
+                        let i: usize = text.trim_end()["client ".len()..].parse().unwrap();
+                        *seen.entry(i).or_default() += 1;
+                        u.input(conn).clear();
+                        u.output(conn).extend_from_slice(&line);
+                        u.close(conn);
+                    }
+                    Event::Received { conn, .. } => u.abort(conn),
+                    Event::Closed { .. } => closed += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(toggles > 50, "only {toggles} pause/resume toggles");
+        assert_eq!(accepted, CLIENTS);
+        assert_eq!(seen.len(), CLIENTS);
+        assert!(seen.values().all(|&n| n == 1), "a client was served twice");
+        assert_eq!(u.connections(), 0);
+        clients.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        pinger.join().unwrap();
+        // Paused at the end or not, drop waits for the accept (cancelled) and closes everything.
+        u.pause_accepting();
+        drop(u);
+    }
+    assert_eq!(open_fds(), before);
+}

@@ -4,8 +4,10 @@
 //! returns `Tick`. Close semantics match `Uring`: after `close`/`abort` no event but the one
 //! `Closed` is reported for the connection. `send_file` reads the file range at once (pread)
 //! into the output, in order; `write_file` pwrites at once and reports `FileWritten` at the
-//! next `wait()`.
+//! next `wait()`. `pause_accepting`/`stop_accepting` make `connect` hold new connections in a
+//! backlog (the peer may already push bytes); `resume_accepting` reports them `Accepted`.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
@@ -19,6 +21,9 @@ use super::{ConnId, Event, Transport, Waker};
 enum State {
     /// Unused slot.
     Free,
+    /// Connected while accepting was paused/stopped: not yet reported `Accepted` (the caller
+    /// cannot use the id yet; the peer can push input and EOF).
+    Backlog,
     Open,
     /// `close` was called: output is flushed at the next `wait`, then `Closed`.
     Closing,
@@ -67,6 +72,10 @@ pub struct Memory {
     dirty: Vec<u32>,
     open: usize,
     wake: Arc<EventFd>,
+    paused: bool,
+    stopped: bool,
+    /// Connections waiting to be accepted (state `Backlog`), oldest first.
+    backlog: VecDeque<(ConnId, SocketAddr)>,
 }
 
 impl Default for Memory {
@@ -87,10 +96,14 @@ impl Memory {
             dirty: Vec::new(),
             open: 0,
             wake: Arc::new(wake),
+            paused: false,
+            stopped: false,
+            backlog: VecDeque::new(),
         }
     }
 
-    /// A new connection from `peer`: queues `Accepted`.
+    /// A new connection from `peer`: queues `Accepted`, or, while accepting is paused or
+    /// stopped, keeps it in the backlog (`Accepted` follows `resume_accepting`).
     pub fn connect(&mut self, peer: SocketAddr) -> ConnId {
         let index = match self.free.pop() {
             Some(i) => i,
@@ -99,21 +112,41 @@ impl Memory {
                 (self.slots.len() - 1) as u32
             }
         };
-        let slot = &mut self.slots[index as usize];
-        slot.state = State::Open;
-        self.open += 1;
-        let conn = ConnId::new(index, slot.gen);
-        self.queued.push(Event::Accepted { conn, peer });
+        let conn = ConnId::new(index, self.slots[index as usize].gen);
+        if self.paused || self.stopped {
+            self.slots[index as usize].state = State::Backlog;
+            self.backlog.push_back((conn, peer));
+        } else {
+            self.accept(conn, peer);
+        }
         conn
+    }
+
+    /// Connections waiting in the backlog (connected while paused/stopped, not yet `Accepted`).
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    fn accept(&mut self, conn: ConnId, peer: SocketAddr) {
+        self.slots[conn.index()].state = State::Open;
+        self.open += 1;
+        self.queued.push(Event::Accepted { conn, peer });
+    }
+
+    /// The peer's side of a connection: open or still in the backlog.
+    fn peer_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(conn.index())
+            .filter(|s| s.gen == conn.gen() && matches!(s.state, State::Open | State::Backlog))
     }
 
     /// The peer sends `bytes`: delivered at once if a receive is armed (`Received`), otherwise
     /// buffered until `receive`. Ignored once the connection is closing or dead.
     pub fn push_input(&mut self, conn: ConnId, bytes: &[u8]) {
-        let Some(slot) = self.live_mut(conn) else {
+        let Some(slot) = self.peer_mut(conn) else {
             return;
         };
-        if slot.state != State::Open || slot.eof {
+        if slot.eof {
             return;
         }
         if slot.recv && !bytes.is_empty() {
@@ -130,12 +163,9 @@ impl Memory {
 
     /// The peer half-closes: every later receive (after buffered bytes) yields `Received { n: 0 }`.
     pub fn push_eof(&mut self, conn: ConnId) {
-        let Some(slot) = self.live_mut(conn) else {
+        let Some(slot) = self.peer_mut(conn) else {
             return;
         };
-        if slot.state != State::Open {
-            return;
-        }
         slot.eof = true;
         if slot.recv && slot.pending.is_empty() {
             slot.recv = false;
@@ -155,7 +185,7 @@ impl Memory {
         out
     }
 
-    /// True once `Closed` was queued for `conn` (or the id is stale).
+    /// True once `Closed` was queued for `conn` (or the id is stale); false while in the backlog.
     pub fn is_closed(&self, conn: ConnId) -> bool {
         match self.slots.get(conn.index()) {
             Some(s) if s.gen == conn.gen() => matches!(s.state, State::Closed | State::Free),
@@ -168,16 +198,17 @@ impl Memory {
         self.live(conn).is_some_and(|s| s.recv)
     }
 
+    /// The caller's view: a backlog connection is not live yet (its id was never reported).
     fn live(&self, conn: ConnId) -> Option<&Slot> {
         self.slots
             .get(conn.index())
-            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
+            .filter(|s| s.gen == conn.gen() && !matches!(s.state, State::Free | State::Backlog))
     }
 
     fn live_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
         self.slots
             .get_mut(conn.index())
-            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
+            .filter(|s| s.gen == conn.gen() && !matches!(s.state, State::Free | State::Backlog))
     }
 
     fn live_or_panic(&mut self, conn: ConnId, what: &str) -> &mut Slot {
@@ -380,7 +411,23 @@ impl Transport for Memory {
         self.queued.push(Event::FileWritten { conn, result });
     }
 
-    fn stop_accepting(&mut self) {}
+    fn stop_accepting(&mut self) {
+        self.stopped = true;
+    }
+
+    fn pause_accepting(&mut self) {
+        self.paused = true;
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.paused = false;
+        while let Some((conn, peer)) = self.backlog.pop_front() {
+            self.accept(conn, peer);
+        }
+    }
 
     fn connections(&self) -> usize {
         self.open
@@ -609,6 +656,128 @@ mod tests {
         file.read_exact_at(&mut got, 0).unwrap();
         assert_eq!(&got, b"helloworld!");
         assert_eq!(Arc::strong_count(&file), 1);
+    }
+
+    #[test]
+    fn pause_holds_connections_until_resume() {
+        let mut m = Memory::new();
+        let a = m.connect(peer());
+        m.pause_accepting();
+        m.pause_accepting(); // idempotent
+                             // Connected before the pause: still reported.
+        assert_eq!(
+            round(&mut m),
+            vec![Event::Accepted {
+                conn: a,
+                peer: peer()
+            }]
+        );
+        let b = m.connect(peer());
+        m.push_input(b, b"GET / HTTP/1.1\r\n\r\n"); // the peer may send before accept
+        let c = m.connect(peer());
+        m.push_input(c, b"x");
+        m.push_eof(c);
+        assert_eq!(m.backlog(), 2);
+        assert_eq!(m.connections(), 1);
+        assert!(!m.is_closed(b));
+        // Not usable by the caller yet: operations are no-ops.
+        m.receive(b);
+        assert!(!m.receive_armed(b));
+        m.close(b);
+        m.abort(b);
+        assert_eq!(m.pending_output(b), 0);
+        for _ in 0..3 {
+            assert_eq!(round(&mut m), vec![Event::Tick]);
+        }
+        m.resume_accepting();
+        m.resume_accepting(); // idempotent
+        assert_eq!(m.backlog(), 0);
+        assert_eq!(m.connections(), 3);
+        assert_eq!(
+            round(&mut m),
+            vec![
+                Event::Accepted {
+                    conn: b,
+                    peer: peer()
+                },
+                Event::Accepted {
+                    conn: c,
+                    peer: peer()
+                }
+            ]
+        );
+        m.receive(b);
+        m.receive(c);
+        assert_eq!(
+            round(&mut m),
+            vec![
+                Event::Received { conn: b, n: 18 },
+                Event::Received { conn: c, n: 1 }
+            ]
+        );
+        assert_eq!(m.input(b), b"GET / HTTP/1.1\r\n\r\n");
+        m.receive(c);
+        assert_eq!(round(&mut m), vec![Event::Received { conn: c, n: 0 }]);
+        // Accepting again: a new connection is reported at once.
+        let d = m.connect(peer());
+        assert_eq!(
+            round(&mut m),
+            vec![Event::Accepted {
+                conn: d,
+                peer: peer()
+            }]
+        );
+    }
+
+    #[test]
+    fn pause_resume_many_times_each_accepted_once() {
+        let mut m = Memory::new();
+        let mut connected = Vec::new();
+        let mut accepted = std::collections::HashSet::new();
+        for i in 0..200 {
+            if i % 3 == 0 {
+                m.pause_accepting();
+            }
+            if i % 5 == 0 {
+                m.resume_accepting();
+            }
+            connected.push(m.connect(peer()));
+            for ev in round(&mut m) {
+                if let Event::Accepted { conn, .. } = ev {
+                    assert!(accepted.insert(conn), "{conn:?} accepted twice");
+                }
+            }
+        }
+        m.resume_accepting();
+        for ev in round(&mut m) {
+            if let Event::Accepted { conn, .. } = ev {
+                assert!(accepted.insert(conn), "{conn:?} accepted twice");
+            }
+        }
+        assert_eq!(accepted.len(), 200);
+        assert!(connected.iter().all(|c| accepted.contains(c)));
+        assert_eq!(m.connections(), 200);
+    }
+
+    #[test]
+    fn stop_is_final() {
+        let mut m = Memory::new();
+        m.pause_accepting();
+        m.stop_accepting();
+        m.resume_accepting(); // does nothing after stop
+        let a = m.connect(peer());
+        m.stop_accepting(); // idempotent
+        m.resume_accepting();
+        assert_eq!(round(&mut m), vec![Event::Tick]);
+        assert_eq!(m.backlog(), 1);
+        assert_eq!(m.connections(), 0);
+        assert!(!m.is_closed(a));
+        // Stopped without a pause: the same.
+        let mut m = Memory::new();
+        m.stop_accepting();
+        m.connect(peer());
+        m.resume_accepting();
+        assert_eq!(round(&mut m), vec![Event::Tick]);
     }
 
     #[test]

@@ -119,8 +119,20 @@ pub trait Transport {
     /// closes meanwhile (then no event is reported). Several writes may be in flight for one
     /// connection; their order of completion is not specified (use disjoint ranges).
     fn write_file(&mut self, conn: ConnId, file: &Arc<std::fs::File>, offset: u64, data: Vec<u8>);
-    /// Stops accepting new connections; the listener fd stays open.
+    /// Stops accepting new connections for good (shutdown); the listener fd stays open, later
+    /// connections wait in the kernel's backlog. Idempotent. A connection the kernel accepted
+    /// just before is still reported (`Accepted`).
     fn stop_accepting(&mut self);
+    /// Stops taking new connections off the listener for now (they wait in the kernel's
+    /// backlog); `resume_accepting` starts again. Used for --worker-connections (a per-worker
+    /// connection cap). Unlike `stop_accepting` (final, for shutdown), this can be undone; both
+    /// are idempotent, and after `stop_accepting`, `resume_accepting` does nothing.
+    /// A connection the kernel accepted just before the pause took effect is still reported
+    /// (`Accepted`, possibly in a later round): callers must not assume none follows a pause.
+    fn pause_accepting(&mut self);
+    /// Undoes `pause_accepting`: accepting starts again at the next `wait()` (`Uring` re-arms
+    /// its accept once the cancelled one has finished). No-op unless paused.
+    fn resume_accepting(&mut self);
     /// Number of open connections (accepted, `Closed` not yet reported).
     fn connections(&self) -> usize;
     /// A handle other threads use to wake this loop (`Event::Woken`).

@@ -1,6 +1,7 @@
 //! `Uring`: the real transport, one io_uring per worker thread, driven directly (no runtime).
 //!
-//! One multishot accept on the listener, one read on an eventfd (the `Waker`), one re-armed
+//! One multishot accept on the listener (cancelled by `pause_accepting`/`stop_accepting`, re-armed
+//! by `resume_accepting` only after the cancelled one's final completion), one read on an eventfd (the `Waker`), one re-armed
 //! 1-second timeout (`Tick`), and per connection at most one receive, one send and one shutdown
 //! in flight. Each SQE's `user_data` encodes the operation kind, the slot generation and the
 //! slot index (`encode`), so every completion finds its connection and a stale one is ignored.
@@ -139,17 +140,33 @@ enum State {
     Closed,
 }
 
+/// Where the multishot accept stands in the kernel. At most one is ever in flight: a new one
+/// is armed only from `Idle`, which is reached only through the final completion (no MORE flag)
+/// of the previous one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Accept {
+    /// Not in flight: armed at the next `wait` if `Accepting::On`.
+    Idle,
     /// Multishot accept in flight.
     Armed,
-    /// Needs arming at the next `wait`.
-    Idle,
-    /// Failed with a resource error (EMFILE...): re-armed at the next tick.
+    /// In flight with a cancel requested (pause/stop): waiting for its final completion.
+    /// Connections it accepted meanwhile are still reported (`Accepted`).
+    Cancelling,
+    /// Failed with a resource error (EMFILE...): back to `Idle` at the next tick.
+    Backoff,
+}
+
+/// What the caller asked for (`pause_accepting`, `resume_accepting`, `stop_accepting`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accepting {
+    On,
     Paused,
-    /// `stop_accepting` was called.
+    /// Final: `resume_accepting` does nothing any more.
     Stopped,
 }
+
+/// `index` of the cancel request aimed at the accept (told apart from connection cancels).
+const ACCEPT_CANCEL: u32 = u32::MAX;
 
 /// Output queued behind a `send_file`, sent in order before `Slot::output`.
 enum Segment {
@@ -294,6 +311,9 @@ pub struct Uring {
     /// Events produced so far this round (or between rounds, e.g. by `abort`).
     ready: Vec<Event>,
     accept: Accept,
+    accepting: Accepting,
+    /// The accept's cancel found it executing (EALREADY): asked again at the next tick.
+    recancel_accept: bool,
     wake_armed: bool,
     wake_paused: bool,
     timeout_armed: bool,
@@ -369,6 +389,8 @@ impl Uring {
             cqes: Vec::new(),
             ready: Vec::new(),
             accept: Accept::Idle,
+            accepting: Accepting::On,
+            recancel_accept: false,
             wake_armed: false,
             wake_paused: false,
             timeout_armed: false,
@@ -442,7 +464,12 @@ impl Uring {
     }
 
     fn cancel(&mut self, target: u64) {
-        let (_, index, gen) = decode(target);
+        let (op, index, gen) = decode(target);
+        let index = if op == Some(Op::Accept) {
+            ACCEPT_CANCEL
+        } else {
+            index
+        };
         let entry =
             opcode::AsyncCancel::new(target)
                 .build()
@@ -454,7 +481,7 @@ impl Uring {
     // ----- background ops: accept, waker, tick -----
 
     fn arm_background(&mut self) {
-        if self.accept == Accept::Idle {
+        if self.accept == Accept::Idle && self.accepting == Accepting::On {
             let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
                 .flags(libc::SOCK_CLOEXEC)
                 .build()
@@ -486,10 +513,21 @@ impl Uring {
         }
     }
 
-    fn on_accept(&mut self, c: Cqe) {
-        if !cqueue::more(c.flags) && self.accept == Accept::Armed {
-            self.accept = Accept::Idle;
+    /// Cancels the multishot accept if it is armed (pause/stop). The final completion moves
+    /// `Cancelling` to `Idle`; completions before it still carry accepted fds.
+    fn cancel_accept(&mut self) {
+        if self.accept == Accept::Armed {
+            self.accept = Accept::Cancelling;
+            self.cancel(encode(Op::Accept, 0, 0));
         }
+    }
+
+    fn on_accept(&mut self, c: Cqe) {
+        if !cqueue::more(c.flags) && matches!(self.accept, Accept::Armed | Accept::Cancelling) {
+            self.accept = Accept::Idle;
+            self.recancel_accept = false;
+        }
+        // Whatever the state (paused, stopping): an accepted fd is never dropped.
         if c.result >= 0 {
             // SAFETY: a successful accept completion's result is a new fd the kernel just
             // installed in our table; nothing else owns it.
@@ -509,7 +547,7 @@ impl Uring {
                     io::Error::from_raw_os_error(err)
                 );
                 if self.accept == Accept::Idle {
-                    self.accept = Accept::Paused;
+                    self.accept = Accept::Backoff;
                 }
             }
         }
@@ -569,8 +607,12 @@ impl Uring {
             return;
         }
         self.ready.push(Event::Tick);
-        if self.accept == Accept::Paused {
+        if self.accept == Accept::Backoff {
             self.accept = Accept::Idle;
+        }
+        if self.recancel_accept && self.accept == Accept::Cancelling {
+            self.recancel_accept = false;
+            self.cancel(encode(Op::Accept, 0, 0));
         }
         self.wake_paused = false;
         for index in 0..self.slots.len() {
@@ -1061,7 +1103,16 @@ impl Uring {
             Some(Op::Accept) => return self.on_accept(c),
             Some(Op::Wake) => return self.on_wake(c),
             Some(Op::Timeout) => return self.on_timeout(c),
-            Some(Op::Cancel) | None => return,
+            Some(Op::Cancel) => {
+                if index == ACCEPT_CANCEL
+                    && c.result == -libc::EALREADY
+                    && self.accept == Accept::Cancelling
+                {
+                    self.recancel_accept = true;
+                }
+                return;
+            }
+            None => return,
             Some(op) => op,
         };
         let index = index as usize;
@@ -1115,7 +1166,7 @@ impl Uring {
 
     /// Whether any op that references memory or an fd of ours is still in flight.
     fn outstanding(&self) -> bool {
-        self.accept == Accept::Armed
+        matches!(self.accept, Accept::Armed | Accept::Cancelling)
             || self.wake_armed
             || self.timeout_armed
             || self.writes_inflight > 0
@@ -1132,7 +1183,7 @@ impl Uring {
                     drop(unsafe { OwnedFd::from_raw_fd(c.result) });
                 }
                 if !cqueue::more(c.flags) {
-                    self.accept = Accept::Stopped;
+                    self.accept = Accept::Idle;
                 }
             }
             Some(Op::Wake) => self.wake_armed = false,
@@ -1296,10 +1347,23 @@ impl Transport for Uring {
     }
 
     fn stop_accepting(&mut self) {
-        if self.accept == Accept::Armed {
-            self.cancel(encode(Op::Accept, 0, 0));
+        self.accepting = Accepting::Stopped;
+        self.cancel_accept();
+    }
+
+    fn pause_accepting(&mut self) {
+        if self.accepting == Accepting::On {
+            self.accepting = Accepting::Paused;
+            self.cancel_accept();
         }
-        self.accept = Accept::Stopped;
+    }
+
+    fn resume_accepting(&mut self) {
+        // Re-armed by the next `wait` once the accept is `Idle` (a cancelled one must have
+        // delivered its final completion first: never two in flight).
+        if self.accepting == Accepting::Paused {
+            self.accepting = Accepting::On;
+        }
     }
 
     fn connections(&self) -> usize {
@@ -1315,7 +1379,8 @@ impl Drop for Uring {
     fn drop(&mut self) {
         // 1. Cancel everything in flight (pushed SQEs not yet submitted go out first).
         self.fatal = self.broken.then(|| io::Error::other("ring failed earlier"));
-        if self.accept == Accept::Armed {
+        if matches!(self.accept, Accept::Armed | Accept::Cancelling) {
+            // Again for `Cancelling`: harmless (ENOENT) if the first cancel worked.
             self.cancel(encode(Op::Accept, 0, 0));
         }
         if self.wake_armed {
@@ -1766,6 +1831,237 @@ mod tests {
             ticks == 1
         });
         assert_eq!(u.connections(), 1);
+    }
+
+    /// Wakes `u` every 10 ms from a helper thread (so `wait()` returns often) until dropped.
+    struct Pinger {
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<thread::JoinHandle<()>>,
+    }
+
+    impl Pinger {
+        fn new(u: &Uring) -> Pinger {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (w, s) = (u.waker(), stop.clone());
+            let thread = thread::spawn(move || {
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    w.wake();
+                    thread::sleep(Duration::from_millis(10));
+                }
+            });
+            Pinger {
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Pinger {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = self.thread.take().unwrap().join();
+        }
+    }
+
+    /// Runs rounds for `ms` milliseconds; panics on `Accepted`.
+    fn none_accepted_for(u: &mut Uring, ms: u64) {
+        let until = Instant::now() + Duration::from_millis(ms);
+        let mut events = Vec::new();
+        while Instant::now() < until {
+            events.clear();
+            u.wait(&mut events).unwrap();
+            for ev in &events {
+                assert!(
+                    !matches!(ev, Event::Accepted { .. }),
+                    "accepted while paused: {ev:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pause_keeps_connections_in_backlog_until_resume() {
+        let (mut u, addr) = server();
+        let _ping = Pinger::new(&u);
+        run(&mut u, 10, |_, ev| ev == Event::Woken); // accept armed
+        assert_eq!(u.accept, Accept::Armed);
+        u.pause_accepting();
+        u.pause_accepting(); // idempotent: one cancel
+        assert_eq!(u.accept, Accept::Cancelling);
+        // The cancel completes; nothing is re-armed while paused.
+        run(&mut u, 10, |u, _| u.accept == Accept::Idle);
+        let mut c = client(addr); // connect succeeds thanks to the backlog
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        none_accepted_for(&mut u, 300);
+        assert_eq!(u.accept, Accept::Idle);
+        assert_eq!(u.connections(), 0);
+
+        u.resume_accepting();
+        u.resume_accepting(); // idempotent
+        let mut got = Vec::new();
+        let mut the_conn = None;
+        run(&mut u, 10, |u, ev| {
+            match ev {
+                Event::Accepted { conn, .. } => {
+                    assert!(the_conn.is_none(), "accepted twice");
+                    the_conn = Some(conn);
+                    u.receive(conn);
+                }
+                Event::Received { conn, n } => {
+                    assert!(n > 0);
+                    got.extend_from_slice(u.input(conn));
+                    u.input(conn).clear();
+                    u.receive(conn);
+                }
+                _ => {}
+            }
+            got.len() == 18
+        });
+        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(u.accept, Accept::Armed);
+        assert_eq!(u.connections(), 1);
+    }
+
+    #[test]
+    fn pause_before_first_wait_and_pause_resume_between_waits() {
+        // Paused before the accept was ever armed: nothing armed, nothing cancelled.
+        let (mut u, addr) = server();
+        let _ping = Pinger::new(&u);
+        u.pause_accepting();
+        let _c1 = client(addr);
+        none_accepted_for(&mut u, 300);
+        assert_eq!(u.accept, Accept::Idle);
+        u.resume_accepting();
+        run(&mut u, 10, |_, ev| matches!(ev, Event::Accepted { .. }));
+        assert_eq!(u.accept, Accept::Armed);
+
+        // Pause and resume with no wait in between: the cancelled accept finishes first, then
+        // a single new one is armed (never two in flight), and it accepts.
+        u.pause_accepting();
+        u.resume_accepting();
+        assert_eq!(u.accept, Accept::Cancelling);
+        run(&mut u, 10, |u, _| u.accept == Accept::Armed);
+        let _c2 = client(addr);
+        run(&mut u, 10, |_, ev| matches!(ev, Event::Accepted { .. }));
+        assert_eq!(u.connections(), 2);
+    }
+
+    #[test]
+    fn resume_after_stop_does_nothing() {
+        let (mut u, addr) = server();
+        let _ping = Pinger::new(&u);
+        run(&mut u, 10, |_, ev| ev == Event::Woken);
+        u.pause_accepting();
+        u.stop_accepting();
+        u.resume_accepting();
+        u.pause_accepting();
+        u.resume_accepting();
+        run(&mut u, 10, |u, _| u.accept == Accept::Idle);
+        let _c = client(addr);
+        none_accepted_for(&mut u, 300);
+        assert_eq!(u.accept, Accept::Idle);
+        assert_eq!(u.connections(), 0);
+    }
+
+    #[test]
+    fn accept_completion_after_pause_is_still_reported() {
+        // A completion carrying an accepted fd that is reaped after the cancel was requested
+        // (already in the CQ, or the accept raced the cancel) is adopted, not dropped; the
+        // accept stays `Cancelling` until its final completion and is not re-armed before.
+        let (mut u, addr) = server();
+        let _ping = Pinger::new(&u);
+        run(&mut u, 10, |_, ev| ev == Event::Woken);
+        u.pause_accepting();
+        u.resume_accepting();
+        assert_eq!(u.accept, Accept::Cancelling);
+        // A real connected socket (from another listener), as the kernel would hand it over.
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = client(other.local_addr().unwrap());
+        let (sock, _) = other.accept().unwrap();
+        const CQE_F_MORE: u32 = 1 << 1;
+        u.cqes.push(Cqe {
+            user_data: encode(Op::Accept, 0, 0),
+            result: sock.into_raw_fd(),
+            flags: CQE_F_MORE,
+        });
+        let mut events = Vec::new();
+        u.wait(&mut events).unwrap();
+        let conn = match events.as_slice() {
+            [Event::Accepted { conn, peer }, ..] => {
+                assert_eq!(*peer, c.local_addr().unwrap());
+                *conn
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(u.connections(), 1);
+        // Then the cancel's final completion, then exactly one new accept.
+        run(&mut u, 10, |u, _| u.accept == Accept::Armed);
+        // The adopted connection works.
+        u.output(conn).extend_from_slice(b"hi");
+        u.close(conn);
+        let reader = thread::spawn(move || {
+            let mut c = c;
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            got
+        });
+        let _c2 = client(addr);
+        let mut closed = false;
+        let mut accepted = 0;
+        run(&mut u, 10, |_, ev| {
+            match ev {
+                Event::Accepted { .. } => accepted += 1,
+                Event::Closed { conn: gone } => closed = gone == conn,
+                _ => {}
+            }
+            closed && accepted == 1
+        });
+        assert_eq!(reader.join().unwrap(), b"hi");
+    }
+
+    #[test]
+    fn connections_accepted_just_before_pause_are_reported() {
+        // Clients connect in a burst; the server pauses right after the first `Accepted`, so
+        // some accepts may already sit in the CQ (or be in progress) when the cancel goes out.
+        // Each must still be reported, once; the rest wait for `resume_accepting`.
+        for _ in 0..20 {
+            let (mut u, addr) = server();
+            let _ping = Pinger::new(&u);
+            run(&mut u, 10, |_, ev| ev == Event::Woken);
+            let clients = thread::spawn(move || (0..16).map(|_| client(addr)).collect::<Vec<_>>());
+            let (mut accepted, mut events) = (0, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while accepted == 0 {
+                assert!(Instant::now() < deadline);
+                events.clear();
+                u.wait(&mut events).unwrap();
+                accepted += events
+                    .iter()
+                    .filter(|e| matches!(e, Event::Accepted { .. }))
+                    .count();
+            }
+            u.pause_accepting();
+            let _clients = clients.join().unwrap();
+            let until = Instant::now() + Duration::from_millis(50);
+            while Instant::now() < until || u.accept != Accept::Idle {
+                events.clear();
+                u.wait(&mut events).unwrap();
+                accepted += events
+                    .iter()
+                    .filter(|e| matches!(e, Event::Accepted { .. }))
+                    .count();
+            }
+            assert_eq!(accepted, u.connections());
+            u.resume_accepting();
+            if accepted < 16 {
+                run(&mut u, 10, |_, ev| {
+                    accepted += usize::from(matches!(ev, Event::Accepted { .. }));
+                    accepted == 16
+                });
+            }
+            none_accepted_for(&mut u, 30);
+            assert_eq!(u.connections(), 16);
+        }
     }
 
     #[test]
