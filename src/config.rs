@@ -66,6 +66,39 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 
+    /// Largest request line (method, target, version) in bytes; longer ones get 414.
+    #[arg(long, value_name = "BYTES", default_value_t = 8190)]
+    pub limit_request_line: usize,
+
+    /// Most header fields in a request; more get 431.
+    #[arg(long, value_name = "INT", default_value_t = 100)]
+    pub limit_request_fields: usize,
+
+    /// Largest header field (name and value) in bytes; longer ones get 431.
+    #[arg(long, alias = "limit-request-field_size", value_name = "BYTES", default_value_t = 8190)]
+    pub limit_request_field_size: usize,
+
+    /// Open connections per worker; further clients wait in the listen backlog.
+    #[arg(long, value_name = "INT", default_value_t = 10_000)]
+    pub worker_connections: usize,
+
+    /// Seconds a client has to send a complete request head (then 408).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub keep_alive: f64,
+
+    /// Seconds a request body may make no progress before the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub body_timeout: f64,
+
+    /// Seconds a response may make no progress (the client does not read) before the
+    /// connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub write_timeout: f64,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -82,6 +115,10 @@ pub enum ConfigError {
     Workers,
     #[error("--threads must be at least 1")]
     Threads,
+    #[error("{0} must be a positive number of seconds")]
+    Seconds(&'static str),
+    #[error("--worker-connections must be at least 1")]
+    WorkerConnections,
     #[error("cannot change to directory {0}: {1}")]
     Chdir(PathBuf, std::io::Error),
     #[error("cannot resolve {0}: {1}")]
@@ -109,12 +146,29 @@ pub struct WorkerConfig {
     pub limit_request_body: u64,
     pub spool_threshold: usize,
     pub spool_dir: Option<PathBuf>,
+    pub limit_request_line: usize,
+    pub limit_request_fields: usize,
+    pub limit_request_field_size: usize,
+    pub worker_connections: usize,
+    pub header_timeout: f64,
+    pub keep_alive: f64,
+    pub body_timeout: f64,
+    pub write_timeout: f64,
 }
 
 impl WorkerConfig {
     /// wsgi.multiprocess: true when requests of this app may be served by more than one worker.
     pub fn multiprocess(&self) -> bool {
         self.cpus.len() > 1
+    }
+}
+
+/// A duration flag in seconds (positive, finite).
+pub fn seconds(flag: &'static str, value: f64) -> Result<std::time::Duration, ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(std::time::Duration::from_secs_f64(value))
+    } else {
+        Err(ConfigError::Seconds(flag))
     }
 }
 

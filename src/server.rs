@@ -28,7 +28,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::{self, Args, WorkerConfig};
 use crate::io::{self, Transport, Uring, Waker};
-use crate::worker::{Limits, Pool, SpoolSettings, Worker};
+use crate::worker::{Limits, Pool, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
 /// Environment variable carrying the worker's configuration (JSON) from master to worker.
@@ -95,6 +95,13 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     if args.threads == 0 {
         return Err(config::ConfigError::Threads.into());
     }
+    if args.worker_connections == 0 {
+        return Err(config::ConfigError::WorkerConnections.into());
+    }
+    config::seconds("--header-timeout", args.header_timeout)?;
+    config::seconds("--keep-alive", args.keep_alive)?;
+    config::seconds("--body-timeout", args.body_timeout)?;
+    config::seconds("--write-timeout", args.write_timeout)?;
     let spool_dir = match &args.spool_dir {
         Some(dir) => Some(std::path::absolute(dir).map_err(|e| config::ConfigError::Path(dir.display().to_string(), e))?),
         None => None,
@@ -112,27 +119,37 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         limit_request_body: args.limit_request_body,
         spool_threshold: args.spool_threshold,
         spool_dir,
+        limit_request_line: args.limit_request_line,
+        limit_request_fields: args.limit_request_fields,
+        limit_request_field_size: args.limit_request_field_size,
+        worker_connections: args.worker_connections,
+        header_timeout: args.header_timeout,
+        keep_alive: args.keep_alive,
+        body_timeout: args.body_timeout,
+        write_timeout: args.write_timeout,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD]).map_err(StartError::Signals)?;
     tracing::info!("Listening at: http://{bound} ({} workers)", worker_config.cpus.len());
     let mut child = spawn_worker_process(&executable, &worker_config, &listeners)?;
     tracing::debug!("worker process {} started", child.id());
-    for sig in signals.forever() {
+    // The listeners stay open until the master returns.
+    let code = loop {
+        let Some(sig) = signals.forever().next() else { break stop_worker_process(&mut child) };
         match sig {
             SIGCHLD => {
                 if let Ok(Some(status)) = child.try_wait() {
-                    return Ok(worker_exit_code(status));
+                    break worker_exit_code(status);
                 }
             }
             _ => {
                 tracing::info!("shutting down ({})", signal_name(sig));
-                return Ok(stop_worker_process(&mut child));
+                break stop_worker_process(&mut child);
             }
         }
-    }
+    };
     drop(listeners);
-    Ok(0)
+    Ok(code)
 }
 
 /// Binds one SO_REUSEPORT listener per worker. A plain bind first checks the address is free,
@@ -193,12 +210,7 @@ fn stop_worker_process(child: &mut Child) -> i32 {
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => {
-                return match worker_exit_code(status) {
-                    0 => 0,
-                    code => code,
-                }
-            }
+            Ok(Some(status)) => return worker_exit_code(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             _ => {
                 tracing::error!("the worker process did not stop in {STOP_TIMEOUT:?}: killing it");
@@ -344,6 +356,22 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, stop: &AtomicBool) -> i32 {
     code
 }
 
+/// The limits each worker enforces (the flags were checked by the master).
+fn worker_limits(config: &WorkerConfig) -> Limits {
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.001));
+    Limits {
+        max_body: config.limit_request_body,
+        spool: SpoolSettings { threshold: config.spool_threshold, dir: config.spool_dir.clone() },
+        timeouts: Timeouts {
+            header: secs(config.header_timeout),
+            keep_alive: secs(config.keep_alive),
+            body: secs(config.body_timeout),
+            write: secs(config.write_timeout),
+        },
+        max_connections: config.worker_connections,
+    }
+}
+
 /// One worker thread: pinned CPU, own interpreter, own ring, own listener.
 fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, stop: Arc<AtomicBool>, tx: Sender<Report>) {
     let cpu = config.cpus[index];
@@ -387,10 +415,7 @@ fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, sto
     if stop.load(Ordering::Acquire) {
         waker.wake();
     }
-    let limits = Limits {
-        max_body: config.limit_request_body,
-        spool: SpoolSettings { threshold: config.spool_threshold, dir: config.spool_dir.clone() },
-    };
+    let limits = worker_limits(config);
     let mut worker = Worker::new(ring, wsgi, limits, stop);
     let result = if config.threads > 1 {
         let pool = Pool::start(config.threads, interpreter.reference(), settings, waker);

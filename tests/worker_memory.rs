@@ -1,14 +1,8 @@
 //! A real worker (own-GIL subinterpreter, real WSGI apps, batching loop) driven through the
 //! in-memory transport: request bytes in, response bytes out, no sockets.
 
-use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Once};
-
-use pyo3::Python;
-use ringwsgi::io::{ConnId, Memory, Transport};
-use ringwsgi::worker::{Limits, Worker};
-use ringwsgi::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
+use ringwsgi::io::Transport;
+use ringwsgi::worker::in_memory::{with_in_memory_worker, InMemoryWorker};
 
 const APPS: &str = r#"
 import json
@@ -35,88 +29,8 @@ def broken(environ, start_response):
     raise ValueError("boom")
 "#;
 
-static PYTHON: Once = Once::new();
-
-/// Starts the embedded main interpreter once per test binary (detached afterwards).
-fn init_python() {
-    PYTHON.call_once(|| {
-        Python::initialize();
-        Python::attach(wsgi::prepare_main_interpreter);
-    });
-}
-
-fn peer() -> SocketAddr {
-    "127.0.0.1:40000".parse().unwrap()
-}
-
-/// Runs `f` with a worker serving `app` (an attribute of the APPS module) in a fresh
-/// subinterpreter on its own thread, then ends the interpreter.
-fn with_worker(app: &str, f: impl FnOnce(&mut Harness<'_>) + Send) {
-    init_python();
-    let dir = tempdir();
-    std::fs::write(format!("{dir}/memapps.py"), APPS).unwrap();
-    let spec = format!("memapps:{app}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let interpreter = SubInterpreter::new().expect("subinterpreter");
-            interpreter.attach(|py| {
-                let settings = AppSettings {
-                    spec,
-                    sys_path: vec![dir.clone()],
-                    environ: EnvironSettings {
-                        script_name: String::new(),
-                        multiprocess: false,
-                        multithread: false,
-                        bound: "127.0.0.1:8000".parse().unwrap(),
-                    },
-                };
-                let wsgi = Wsgi::load(py, &settings).expect("app loads");
-                let worker = Worker::new(Memory::new(), wsgi, Limits::default(), Arc::new(AtomicBool::new(false)));
-                let mut harness = Harness { py, worker, events: Vec::new() };
-                f(&mut harness);
-                harness.worker.into_parts().0.release(py);
-            });
-            interpreter.end();
-        });
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempdir() -> String {
-    let dir = std::env::temp_dir().join(format!(
-        "ringwsgi-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.to_string_lossy().into_owned()
-}
-
-struct Harness<'py> {
-    py: Python<'py>,
-    worker: Worker<Memory>,
-    events: Vec<ringwsgi::io::Event>,
-}
-
-impl Harness<'_> {
-    fn connect(&mut self) -> ConnId {
-        let conn = self.worker.transport().connect(peer());
-        self.rounds(1);
-        conn
-    }
-
-    fn rounds(&mut self, n: usize) {
-        for _ in 0..n {
-            self.worker.round(Some(self.py), &mut self.events).unwrap();
-        }
-    }
-
-    /// Sends `bytes` and runs rounds until nothing more happens; returns the output.
-    fn exchange(&mut self, conn: ConnId, bytes: &[u8]) -> Vec<u8> {
-        self.worker.transport().push_input(conn, bytes);
-        self.rounds(12);
-        self.worker.transport().take_output(conn)
-    }
+fn with_worker(app: &str, f: impl FnOnce(&mut InMemoryWorker<'_>) + Send) {
+    with_in_memory_worker(APPS, &format!("memapps:{app}"), f);
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -132,7 +46,7 @@ fn hello_world_round_trip() {
         assert!(out.contains("Content-Length: 13\r\n"), "{out}");
         assert!(out.contains("\r\nDate: "), "{out}");
         assert!(out.ends_with("\r\n\r\nHello, World!"), "{out}");
-        assert!(!h.worker.transport().is_closed(conn));
+        assert!(!h.transport().is_closed(conn));
     });
 }
 
@@ -144,14 +58,14 @@ fn pipelined_requests_answered_in_order_in_one_round() {
         for i in 0..16 {
             burst.extend_from_slice(format!("GET /p{i}?i={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         }
-        h.worker.transport().push_input(conn, &burst);
+        h.transport().push_input(conn, &burst);
         h.rounds(1);
         // All 16 answered in the round their bytes arrived, queued for one submission...
-        let queued = text(h.worker.transport().output(conn));
+        let queued = text(h.transport().output(conn));
         assert_eq!(queued.matches("HTTP/1.1 200 OK").count(), 16, "{queued}");
         // ...which the next wait sends.
         h.rounds(1);
-        let out = text(&h.worker.transport().take_output(conn));
+        let out = text(&h.transport().take_output(conn));
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 16, "{out}");
         let positions: Vec<usize> = (0..16).map(|i| out.find(&format!("\"PATH_INFO\": \"/p{i}\"")).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "responses out of order");
@@ -222,11 +136,11 @@ fn app_exception_gives_500_and_the_worker_goes_on() {
 fn incomplete_body_never_reaches_the_app() {
     with_worker("environ", |h| {
         let conn = h.connect();
-        h.worker.transport().push_input(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
-        h.worker.transport().push_eof(conn);
+        h.transport().push_input(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+        h.transport().push_eof(conn);
         h.rounds(6);
-        assert!(h.worker.transport().take_output(conn).is_empty());
-        assert!(h.worker.transport().is_closed(conn));
+        assert!(h.transport().take_output(conn).is_empty());
+        assert!(h.transport().is_closed(conn));
     });
 }
 
@@ -235,14 +149,14 @@ fn body_larger_than_a_head_arriving_in_pieces() {
     with_worker("environ", |h| {
         let conn = h.connect();
         let body = vec![b'z'; 200_000];
-        h.worker.transport().push_input(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n");
+        h.transport().push_input(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n");
         h.rounds(2);
         for piece in body.chunks(30_000) {
-            h.worker.transport().push_input(conn, piece);
+            h.transport().push_input(conn, piece);
             h.rounds(2);
         }
         h.rounds(4);
-        let out = text(&h.worker.transport().take_output(conn));
+        let out = text(&h.transport().take_output(conn));
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{}", &out[..out.len().min(200)]);
         assert!(out.contains(&"z".repeat(200_000)));
     });
@@ -255,7 +169,7 @@ fn chunked_body_split_anywhere_reaches_the_app_whole() {
             5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n";
         for split in [1, 20, 60, 75, 90, request.len() - 5] {
             let conn = h.connect();
-            h.worker.transport().push_input(conn, &request[..split]);
+            h.transport().push_input(conn, &request[..split]);
             h.rounds(2);
             let out = text(&h.exchange(conn, &request[split..]));
             assert!(out.contains("\"body\": \"hello, world\""), "split {split}: {out}");
@@ -271,6 +185,6 @@ fn bad_chunk_size_is_400_and_close() {
         let out = text(&h.exchange(conn, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"));
         assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
         assert!(out.contains("Connection: close"), "{out}");
-        assert!(h.worker.transport().is_closed(conn));
+        assert!(h.transport().is_closed(conn));
     });
 }

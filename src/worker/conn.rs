@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
+use std::time::Instant;
+
 use super::body::Incoming;
+use super::timeouts::{Clock, Waiting};
 use crate::io::ConnId;
 use crate::wsgi::Handle;
 
@@ -29,10 +32,14 @@ pub struct Conn {
     pub in_pool: bool,
     /// The pool thread streaming this connection's response waits for this acknowledgement.
     pub ack: Option<crossbeam_channel::Sender<bool>>,
+    /// Too much output was queued: the requests behind it wait until it has drained.
+    pub draining: bool,
+    /// Timestamps for the connection's deadlines.
+    pub clock: Clock,
 }
 
 impl Conn {
-    pub fn new(id: ConnId, peer: SocketAddr) -> Self {
+    pub fn new(id: ConnId, peer: SocketAddr, now: Instant) -> Self {
         Conn {
             id,
             peer,
@@ -45,6 +52,23 @@ impl Conn {
             incoming: None,
             in_pool: false,
             ack: None,
+            draining: false,
+            clock: Clock::new(now),
+        }
+    }
+
+    /// What the connection waits for, for its deadline; `pending`: its unsent output.
+    pub fn waiting(&self, pending: usize) -> Waiting {
+        if self.in_pool && self.ack.is_none() {
+            Waiting::App
+        } else if pending > 0 || self.stream.is_some() || self.ack.is_some() {
+            Waiting::Write
+        } else if self.incoming.is_some() || self.need > 0 {
+            Waiting::Body
+        } else if self.clock.head_started.is_some() {
+            Waiting::Head
+        } else {
+            Waiting::Idle
         }
     }
 

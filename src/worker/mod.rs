@@ -10,12 +10,14 @@
 
 mod body;
 mod conn;
+pub mod in_memory;
 mod pool;
+mod timeouts;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use pyo3::Python;
 
@@ -26,6 +28,8 @@ pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
 pub use pool::Pool;
+pub use timeouts::Timeouts;
+use timeouts::Expired;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
 
 /// Largest request head (request line and headers) accepted.
@@ -38,13 +42,27 @@ pub struct Limits {
     /// is called, and a larger declared body is refused with 413 before it is read.
     pub max_body: u64,
     pub spool: SpoolSettings,
+    pub timeouts: Timeouts,
+    /// Open connections per worker; beyond it new ones wait in the listener's backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body: 1 << 30, spool: SpoolSettings { threshold: 1 << 20, dir: None } }
+        Limits {
+            max_body: 1 << 30,
+            spool: SpoolSettings { threshold: 1 << 20, dir: None },
+            timeouts: Timeouts::default(),
+            max_connections: 10_000,
+        }
     }
 }
+
+/// Unsent response bytes per connection beyond which no further pipelined request is answered
+/// until the output drains.
+const MAX_UNSENT: usize = 4 << 20;
+/// Pipelined requests answered per connection before waiting for their responses to drain.
+const MAX_PIPELINED: usize = 64;
 
 /// A worker's event loop over transport `T`.
 pub struct Worker<T: Transport> {
@@ -55,6 +73,11 @@ pub struct Worker<T: Transport> {
     limits: Limits,
     /// `--threads N > 1`: the app runs on these threads instead of inline.
     pool: Option<Pool>,
+    /// When the current round started (deadlines are measured against it).
+    now: Instant,
+    /// Open connections, and whether accepting is paused because of `max_connections`.
+    open: usize,
+    accept_paused: bool,
     stop: Arc<AtomicBool>,
     stopping: bool,
 }
@@ -70,6 +93,8 @@ enum Next {
     /// Nothing to do until something else happens: a streaming response drains, a spooled body's
     /// writes land, the pool replies.
     Wait,
+    /// Too much output is queued: answer the rest once it has drained.
+    Drain,
     /// Send this file after the queued output, then go on with the requests behind it.
     SendFile { body: FileBody, keep_alive: bool },
 }
@@ -77,7 +102,19 @@ enum Next {
 impl<T: Transport> Worker<T> {
     /// `stop` is set (and the transport's waker woken) by whoever wants the loop to end.
     pub fn new(io: T, wsgi: Wsgi, limits: Limits, stop: Arc<AtomicBool>) -> Self {
-        Worker { io, wsgi, conns: Vec::new(), date: DateCache::new(), limits, pool: None, stop, stopping: false }
+        Worker {
+            io,
+            wsgi,
+            conns: Vec::new(),
+            date: DateCache::new(),
+            limits,
+            pool: None,
+            now: Instant::now(),
+            open: 0,
+            accept_paused: false,
+            stop,
+            stopping: false,
+        }
     }
 
     /// Hands requests to `pool` instead of calling the app inline.
@@ -105,6 +142,7 @@ impl<T: Transport> Worker<T> {
             None => io.wait(events)?,
         }
         self.date.refresh(SystemTime::now());
+        self.now = Instant::now();
         for &event in events.iter() {
             self.handle(py, event);
         }
@@ -126,15 +164,17 @@ impl<T: Transport> Worker<T> {
         match event {
             Event::Accepted { conn, peer } => self.accepted(conn, peer),
             Event::Received { conn, n } => {
+                let now = self.now;
                 if let Some(c) = self.conn_mut(conn) {
                     c.read_eof |= n == 0;
+                    c.clock.activity = now;
                     self.process(py, conn);
                 }
             }
             Event::Sent { conn } => self.sent(py, conn),
             Event::FileWritten { conn, result } => self.spool_written(py, conn, result),
             Event::Closed { conn } => self.closed(py, conn),
-            Event::Tick => {}
+            Event::Tick => self.check_deadlines(),
             Event::Woken => {
                 self.replies(py);
                 if self.stop.load(Ordering::Acquire) && !self.stopping {
@@ -157,7 +197,12 @@ impl<T: Transport> Worker<T> {
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
-        self.conns[index] = Some(Conn::new(id, peer));
+        self.conns[index] = Some(Conn::new(id, peer, self.now));
+        self.open += 1;
+        if self.open >= self.limits.max_connections && !self.accept_paused {
+            self.accept_paused = true;
+            self.io.pause_accepting();
+        }
         self.io.receive(id);
     }
 
@@ -176,6 +221,7 @@ impl<T: Transport> Worker<T> {
                 Next::Receive if conn.read_eof => self.close(id),
                 Next::Receive => self.io.receive(id),
                 Next::Wait => {}
+                Next::Drain => conn.draining = true,
                 Next::Close => self.close(id),
                 Next::SendFile { body, keep_alive } => {
                     self.io.send_file(id, body.file, body.offset, body.len);
@@ -200,14 +246,18 @@ impl<T: Transport> Worker<T> {
     /// Answers the complete requests at the front of the connection's input, until one needs
     /// the connection to do something else first.
     fn answer_requests(&mut self, py: Option<Python<'_>>, id: ConnId) -> Next {
-        let Worker { io, wsgi, conns, date, limits, pool, .. } = self;
+        let Worker { io, wsgi, conns, date, limits, pool, now, .. } = self;
         let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else { return Next::Wait };
         if conn.stream.is_some() || conn.in_pool || conn.closing {
             return Next::Wait;
         }
         let (input, output) = io.buffers(id);
         let mut pos = 0;
+        let mut answered = 0;
         let next = loop {
+            if answered >= MAX_PIPELINED || output.len() >= MAX_UNSENT {
+                break Next::Drain;
+            }
             let buf = &input[pos..];
             if buf.is_empty() || buf.len() < conn.need {
                 break Next::Receive;
@@ -306,6 +356,7 @@ impl<T: Transport> Worker<T> {
             }
             let respond = wsgi.call(inline(py), &req, body, conn.peer, output, date);
             pos += total;
+            answered += 1;
             conn.request_done();
             match respond {
                 Respond::Done { keep_alive: true } => continue,
@@ -318,12 +369,25 @@ impl<T: Transport> Worker<T> {
             }
         };
         input.drain(..pos);
+        // The header deadline runs from the first byte of a head.
+        if input.is_empty() {
+            conn.clock.head_started = None;
+        } else if conn.incoming.is_none() && conn.need == 0 {
+            conn.clock.head_started.get_or_insert(*now);
+        }
         next
     }
 
     /// The output drained: pull more of a streaming body, or go back to the requests that
     /// were pipelined behind it.
     fn sent(&mut self, py: Option<Python<'_>>, id: ConnId) {
+        let now = self.now;
+        let Some(conn) = self.conn_mut(id) else { return };
+        conn.clock.activity = now;
+        if conn.draining {
+            conn.draining = false;
+            return self.process(py, id);
+        }
         if let Some(ack) = self.conn_mut(id).and_then(|c| c.ack.take()) {
             let _ = ack.send(true);
             return;
@@ -403,10 +467,43 @@ impl<T: Transport> Worker<T> {
         }
     }
 
+    /// Closes the connections whose deadline passed (about once a second).
+    fn check_deadlines(&mut self) {
+        let (now, timeouts) = (self.now, self.limits.timeouts);
+        let mut expired = Vec::new();
+        for conn in self.conns.iter_mut().flatten().filter(|c| !c.closing) {
+            let pending = self.io.pending_output(conn.id);
+            if let Some(what) = conn.clock.check(conn.waiting(pending), pending, now, &timeouts) {
+                expired.push((conn.id, what));
+            }
+        }
+        for (id, what) in expired {
+            tracing::debug!(?what, "connection deadline passed");
+            match what {
+                Expired::Head => {
+                    http::write_error_response(self.io.output(id), 408, Version::Http11, &self.date);
+                    self.close(id);
+                }
+                Expired::Idle | Expired::Body => self.close(id),
+                Expired::Write => {
+                    if let Some(conn) = self.conn_mut(id) {
+                        conn.closing = true;
+                    }
+                    self.io.abort(id);
+                }
+            }
+        }
+    }
+
     fn closed(&mut self, py: Option<Python<'_>>, id: ConnId) {
         let Some(slot) = self.conns.get_mut(id.index()) else { return };
         if slot.as_ref().is_some_and(|c| c.id == id) {
             let Some(conn) = slot.take() else { return };
+            self.open -= 1;
+            if self.accept_paused && self.open < self.limits.max_connections {
+                self.accept_paused = false;
+                self.io.resume_accepting();
+            }
             if let Some(handle) = conn.stream {
                 self.wsgi.abandon(inline(py), handle);
             }
