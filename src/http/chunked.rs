@@ -9,13 +9,11 @@
 //! is ever examined twice, so a trickling client costs linear time.
 //! Bytes after the final CRLF (a pipelined request) are never consumed.
 
+use super::limits::HeadLimits;
 use super::request::is_tchar;
 
 /// Most chunk-extension bytes accepted over the whole body (then 400).
 pub const MAX_EXTENSION_BYTES: u64 = 4096;
-
-/// Most trailer-section bytes accepted, line CRLFs included (then 431).
-pub const MAX_TRAILER_BYTES: u64 = 64 * 1024;
 
 /// Most hex digits in a chunk-size.
 const MAX_SIZE_DIGITS: u8 = 16;
@@ -26,7 +24,8 @@ const MAX_SIZE_DIGITS: u8 = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {reason}")]
 pub struct ChunkError {
-    /// 400 (malformed), 413 (body over the limit) or 431 (trailers too large).
+    /// 400 (malformed), 413 (body over the limit) or 431 (trailers over
+    /// the [`HeadLimits`]).
     pub status: u16,
     /// Short human-readable cause, for logs.
     pub reason: &'static str,
@@ -48,6 +47,16 @@ impl ChunkError {
     const TRAILERS_TOO_LARGE: ChunkError = ChunkError {
         status: 431,
         reason: "chunked trailer section too large",
+    };
+
+    const TRAILER_FIELD_TOO_LARGE: ChunkError = ChunkError {
+        status: 431,
+        reason: "chunked trailer field too large",
+    };
+
+    const TOO_MANY_TRAILER_FIELDS: ChunkError = ChunkError {
+        status: 431,
+        reason: "too many chunked trailer fields",
     };
 }
 
@@ -113,14 +122,34 @@ pub struct ChunkedDecoder {
     digits: u8,
     /// Extension bytes seen so far, over the whole body.
     ext_bytes: u64,
-    /// Trailer-section bytes seen so far.
+    /// Trailer-section bytes seen so far (line CRLFs included, the final
+    /// CRLF not).
     trailer_bytes: u64,
+    /// Bytes of the current trailer line (CRLF excluded).
+    trailer_line: u64,
+    /// Trailer fields seen so far.
+    trailer_fields: u64,
+    /// Limits on the trailer section: `head` bytes in all, `field_size`
+    /// per line, `fields` lines (as for a request head).
+    max_trailer_bytes: u64,
+    max_trailer_line: u64,
+    max_trailer_fields: u64,
 }
 
 impl ChunkedDecoder {
     /// `limit`: the largest decoded body accepted (0 = no limit); a body
-    /// announcing more fails with [`ChunkError`] 413.
+    /// announcing more fails with [`ChunkError`] 413. Trailers are held to
+    /// `HeadLimits::default()`; see [`ChunkedDecoder::with_limits`].
     pub fn new(limit: u64) -> Self {
+        Self::with_limits(limit, &HeadLimits::default())
+    }
+
+    /// Like [`ChunkedDecoder::new`], with the trailer section held to the
+    /// same limits as a request head: at most `head.head` bytes (line CRLFs
+    /// included), at most [`HeadLimits::max_fields`] fields, each line at
+    /// most `head.field_size` bytes (CRLF excluded). Over any: 431.
+    pub fn with_limits(limit: u64, head: &HeadLimits) -> Self {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         ChunkedDecoder {
             state: State::SizeStart,
             limit,
@@ -129,6 +158,11 @@ impl ChunkedDecoder {
             digits: 0,
             ext_bytes: 0,
             trailer_bytes: 0,
+            trailer_line: 0,
+            trailer_fields: 0,
+            max_trailer_bytes: wide(head.head),
+            max_trailer_line: wide(head.field_size),
+            max_trailer_fields: wide(head.max_fields()),
         }
     }
 
@@ -335,13 +369,20 @@ impl ChunkedDecoder {
                 b'\r' => FinalLf,
                 b' ' | b'\t' => return Err(ChunkError::bad("obs-fold or whitespace in trailers")),
                 _ if is_tchar(b) => {
+                    self.trailer_fields += 1;
+                    if self.trailer_fields > self.max_trailer_fields {
+                        return Err(ChunkError::TOO_MANY_TRAILER_FIELDS);
+                    }
+                    self.trailer_line = 0;
                     self.count_trailer()?;
+                    self.count_trailer_line()?;
                     TrailerName
                 }
                 _ => return Err(ChunkError::bad("malformed trailer field name")),
             },
             TrailerName => {
                 self.count_trailer()?;
+                self.count_trailer_line()?;
                 match b {
                     b':' => TrailerValue,
                     _ if is_tchar(b) => TrailerName,
@@ -350,6 +391,9 @@ impl ChunkedDecoder {
             }
             TrailerValue => {
                 self.count_trailer()?;
+                if b != b'\r' {
+                    self.count_trailer_line()?;
+                }
                 match b {
                     b'\r' => TrailerLf,
                     b'\t' | b' '..=0x7e | 0x80..=0xff => TrailerValue,
@@ -406,8 +450,16 @@ impl ChunkedDecoder {
 
     fn count_trailer(&mut self) -> Result<(), ChunkError> {
         self.trailer_bytes += 1;
-        if self.trailer_bytes > MAX_TRAILER_BYTES {
+        if self.trailer_bytes > self.max_trailer_bytes {
             return Err(ChunkError::TRAILERS_TOO_LARGE);
+        }
+        Ok(())
+    }
+
+    fn count_trailer_line(&mut self) -> Result<(), ChunkError> {
+        self.trailer_line += 1;
+        if self.trailer_line > self.max_trailer_line {
+            return Err(ChunkError::TRAILER_FIELD_TOO_LARGE);
         }
         Ok(())
     }
@@ -847,5 +899,76 @@ mod tests {
             }
             let _ = feed(&v.chunks(3).collect::<Vec<_>>(), u64::from(x % 64));
         }
+    }
+
+    fn trailer_status(trailers: &[u8], head: &HeadLimits) -> Result<(), u16> {
+        let mut input = b"1\r\na\r\n0\r\n".to_vec();
+        input.extend_from_slice(trailers);
+        input.extend_from_slice(b"\r\n");
+        let mut d = ChunkedDecoder::with_limits(0, head);
+        let mut body = Vec::new();
+        match d.decode(&input, &mut body) {
+            Ok(n) => {
+                assert!(d.is_done());
+                assert_eq!(n, input.len());
+                Ok(())
+            }
+            Err(e) => Err(e.status),
+        }
+    }
+
+    #[test]
+    fn trailer_limits_follow_head_limits() {
+        let l = HeadLimits::default();
+        // field_size: line length without CRLF.
+        let line = |len: usize| {
+            let mut v = b"X:".to_vec();
+            v.resize(len, b'v');
+            v.extend_from_slice(b"\r\n");
+            v
+        };
+        assert_eq!(trailer_status(&line(8190), &l), Ok(()));
+        assert_eq!(trailer_status(&line(8191), &l), Err(431));
+        let mut name = vec![b'n'; 8191];
+        name.extend_from_slice(b":\r\n");
+        assert_eq!(trailer_status(&name, &l), Err(431));
+        // fields.
+        let fields = |n: usize| line(4).repeat(n);
+        assert_eq!(trailer_status(&fields(100), &l), Ok(()));
+        assert_eq!(trailer_status(&fields(101), &l), Err(431));
+        let few = HeadLimits { fields: 2, ..l };
+        assert_eq!(trailer_status(&fields(2), &few), Ok(()));
+        assert_eq!(trailer_status(&fields(3), &few), Err(431));
+        // head: total bytes, line CRLFs included.
+        let small = HeadLimits { head: 12, ..l };
+        assert_eq!(trailer_status(&line(4).repeat(2), &small), Ok(()));
+        assert_eq!(
+            trailer_status(&[line(4).repeat(2), b"Y:\r\n".to_vec()].concat(), &small),
+            Err(431)
+        );
+        let tight = HeadLimits { field_size: 4, ..l };
+        assert_eq!(trailer_status(&line(4), &tight), Ok(()));
+        assert_eq!(trailer_status(&line(5), &tight), Err(431));
+        // new() uses the defaults.
+        let mut d = ChunkedDecoder::new(0);
+        let mut input = b"0\r\n".to_vec();
+        input.extend_from_slice(&line(8191));
+        assert_eq!(d.decode(&input, &mut Vec::new()).unwrap_err().status, 431);
+    }
+
+    /// A trailer line over the limit is refused as it arrives, byte by byte.
+    #[test]
+    fn trailer_line_limit_while_trickling() {
+        let l = HeadLimits {
+            field_size: 100,
+            ..HeadLimits::default()
+        };
+        let mut d = ChunkedDecoder::with_limits(0, &l);
+        let mut body = Vec::new();
+        assert_eq!(d.decode(b"0\r\nX:", &mut body), Ok(5));
+        for _ in 0..98 {
+            assert_eq!(d.decode(b"v", &mut body), Ok(1));
+        }
+        assert_eq!(d.decode(b"v", &mut body).unwrap_err().status, 431);
     }
 }

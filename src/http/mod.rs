@@ -3,7 +3,9 @@
 //! Modelled on hyper's `proto/h1`: this module only knows bytes. It parses
 //! request heads (borrowing the read buffer, no per-request allocation),
 //! decides how bodies are framed, encodes response heads and chunks, and
-//! keeps the preformatted `Date` header. Every parse failure is a value
+//! keeps the preformatted `Date` header. Heads are held to [`HeadLimits`]
+//! while they arrive ([`check_partial_head`]) and once complete
+//! ([`parse_head`]). Every parse failure is a value
 //! ([`ParseError`], [`ResponseError`]) that tells the caller what to answer.
 
 // Parsing untrusted bytes: keep it provably memory-safe.
@@ -11,12 +13,14 @@
 
 pub mod chunked;
 pub mod date;
+pub mod limits;
 pub mod percent;
 pub mod request;
 pub mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use date::DateCache;
+pub use limits::{check_partial_head, HeadLimits, ScanState};
 pub use request::{
     find_head_end, new_header_slots, parse_head, split_host, BodyFraming, HeaderSlots, ParseError,
     Request, Version, MAX_HEADERS,

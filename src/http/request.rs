@@ -1,33 +1,40 @@
 //! Request head parsing and the framing decisions that follow from it.
 //!
-//! `httparse` does the tokenising; this file adds what it leaves to us: the
-//! body framing (Content-Length / Transfer-Encoding, RFC 9112 §6), the
-//! persistence rules (Connection, §9.3), `Expect`, `Host`, and a few strictness
-//! checks `httparse` is deliberately lax about (bare LF, non-ASCII targets,
-//! control bytes in values). All results borrow the caller's buffer and the
-//! caller's header slots, so parsing allocates nothing.
+//! The request line is parsed here, strictly (RFC 9112 §3: token method,
+//! one SP, visible-ASCII target, one SP, `HTTP/` DIGIT `.` DIGIT); the
+//! header block after it goes to `httparse::parse_headers`. Around that,
+//! this file adds what `httparse` leaves to us: the line rules and size
+//! limits ([`super::limits`]), the body framing (Content-Length /
+//! Transfer-Encoding, RFC 9112 §6), the persistence rules (Connection,
+//! §9.3), `Expect`, `Host` (RFC 3986 authority syntax), and a backstop
+//! against control bytes in values. All results borrow the caller's buffer
+//! and the caller's header slots, so parsing allocates nothing.
 
-use std::mem::MaybeUninit;
+use std::net::Ipv6Addr;
 use std::sync::LazyLock;
 
 use httparse::Header;
-use memchr::{memchr, memchr_iter, memmem, memrchr};
+use memchr::{memchr, memmem};
 
-/// Most request headers accepted; more is answered with 431.
-pub const MAX_HEADERS: usize = 100;
+use super::limits::{self, HeadLimits, Scan, ScanState};
+
+/// Size of the header slot array. [`HeadLimits::fields`] is clamped to it
+/// (the default limit is 100 fields).
+pub const MAX_HEADERS: usize = 128;
 
 /// Storage for the parsed headers, filled by [`parse_head`].
-pub type HeaderSlots<'b> = [MaybeUninit<Header<'b>>; MAX_HEADERS];
+pub type HeaderSlots<'b> = [Header<'b>; MAX_HEADERS];
 
-/// Fresh, uninitialised header storage (no initialisation cost).
+/// Fresh header storage (a 4 KiB array on the stack; no heap allocation).
 pub fn new_header_slots<'b>() -> HeaderSlots<'b> {
-    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+    [httparse::EMPTY_HEADER; MAX_HEADERS]
 }
 
 /// The HTTP versions we speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     Http10,
+    /// HTTP/1.1, and any later HTTP/1.x (served as 1.1, RFC 9110 §2.5).
     Http11,
 }
 
@@ -58,20 +65,25 @@ pub enum BodyFraming {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {reason}")]
 pub struct ParseError {
-    /// 400, 417, 431, 501 or 505.
+    /// 400, 414, 417, 431, 501 or 505.
     pub status: u16,
     /// Short human-readable cause, for logs.
     pub reason: &'static str,
 }
 
 impl ParseError {
-    const fn bad(reason: &'static str) -> Self {
+    pub(crate) const fn bad(reason: &'static str) -> Self {
         ParseError {
             status: 400,
             reason,
         }
     }
 }
+
+const VERSION_NOT_SUPPORTED: ParseError = ParseError {
+    status: 505,
+    reason: "HTTP version not supported",
+};
 
 /// A parsed request head; every slice borrows the read buffer.
 #[derive(Debug, Clone, Copy)]
@@ -93,7 +105,8 @@ pub struct Request<'b, 'h> {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on HTTP/1.1.
     pub expect_continue: bool,
-    /// Value of the Host header.
+    /// Value of the Host header, without surrounding whitespace; a valid
+    /// RFC 3986 authority without userinfo (possibly empty).
     pub host: Option<&'b [u8]>,
 }
 
@@ -120,48 +133,39 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     HEAD_END.find(&buf[start..]).map(|i| start + i + 4)
 }
 
-/// Parses the request head at the start of `buf`.
+/// Parses the request head at the start of `buf`, within `limits`.
 ///
-/// Call once [`find_head_end`] found the end; `buf` may continue with body
-/// bytes or further pipelined requests, which are left alone.
+/// Call once [`find_head_end`] found the end (before that, call
+/// [`check_partial_head`](super::check_partial_head) on each receive);
+/// `buf` may continue with body bytes or further pipelined requests, which
+/// are left alone. An incomplete head is refused (400, or the limit it is
+/// already over). `head_len` equals what `find_head_end(buf, 0)` returns.
 pub fn parse_head<'b, 'h>(
     buf: &'b [u8],
     slots: &'h mut HeaderSlots<'b>,
+    limits: &HeadLimits,
 ) -> Result<Request<'b, 'h>, ParseError> {
-    let slots: &'h mut [MaybeUninit<Header<'b>>] = slots;
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Complete(n)) => n,
-        // The caller saw CRLFCRLF, so "partial" means the head is malformed.
-        Ok(httparse::Status::Partial) => return Err(ParseError::bad("incomplete request head")),
-        Err(e) => return Err(map_httparse_error(e, buf)),
-    };
-    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(ParseError::bad("incomplete request line"));
-    };
-    let headers: &'h [Header<'b>] = req.headers;
-    let target = target.as_bytes();
-    let version = match minor {
-        0 => Version::Http10,
-        1 => Version::Http11,
-        _ => {
-            return Err(ParseError {
-                status: 505,
-                reason: "HTTP version not supported",
-            })
+    let mut st = ScanState::default();
+    let ((line_start, line_end), head_len) = match limits::scan(buf, limits, &mut st)? {
+        Scan::Complete {
+            request_line,
+            head_len,
+        } => (request_line, head_len),
+        Scan::Partial => {
+            return Err(limits::partial_line_error(buf, limits, &st)
+                .unwrap_or(ParseError::bad("incomplete request head")))
         }
     };
+    let (method, target, version) = parse_request_line(&buf[line_start..line_end])?;
 
-    // httparse lets UTF-8 through; a request-target is ASCII VCHARs only.
-    if target.iter().any(|&b| !(0x21..0x7f).contains(&b)) {
-        return Err(ParseError::bad("invalid byte in request-target"));
-    }
-    // httparse accepts bare LF line endings; RFC 9112 §2.2 lets us refuse
-    // them, and refusing closes a request-smuggling door with proxies.
-    let head = &buf[..head_len];
-    if memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r') {
-        return Err(ParseError::bad("bare LF in request head"));
-    }
+    // The scanner counted the header lines against the limit already.
+    let block = &buf[line_end + 2..head_len];
+    let slots = &mut slots[..limits.max_fields()];
+    let headers: &'h [Header<'b>] = match httparse::parse_headers(block, slots) {
+        Ok(httparse::Status::Complete((n, headers))) if n == block.len() => headers,
+        Ok(_) => return Err(ParseError::bad("malformed header block")),
+        Err(e) => return Err(map_httparse_error(e)),
+    };
 
     let mut content_length: Option<u64> = None;
     let mut te = TeState::default();
@@ -184,6 +188,10 @@ pub fn parse_head<'b, 'h>(
                 if host.is_some() {
                     return Err(ParseError::bad("duplicate Host header"));
                 }
+                let value = trim_ows(value);
+                if !is_valid_host(value) {
+                    return Err(ParseError::bad("invalid Host header"));
+                }
                 host = Some(value);
             }
             6 if name.eq_ignore_ascii_case(b"expect") => {
@@ -203,7 +211,14 @@ pub fn parse_head<'b, 'h>(
                 }
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
-                parse_content_length(value, &mut content_length)?;
+                // RFC 9110 §8.6 lets a recipient accept `5, 5` or a repeated
+                // equal header; we do not: any repetition is a smuggling risk.
+                if content_length.is_some() {
+                    return Err(ParseError::bad("repeated Content-Length"));
+                }
+                let n = parse_u64_digits(trim_ows(value))
+                    .ok_or(ParseError::bad("invalid Content-Length"))?;
+                content_length = Some(n);
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => te.add(value),
             _ => {}
@@ -259,6 +274,146 @@ pub fn parse_head<'b, 'h>(
     })
 }
 
+/// Parses a request line (without its CRLF):
+/// `method SP request-target SP HTTP-version`.
+fn parse_request_line(line: &[u8]) -> Result<(&str, &[u8], Version), ParseError> {
+    let sp = memchr(b' ', line).ok_or(ParseError::bad("malformed request line"))?;
+    let (method, rest) = (&line[..sp], &line[sp + 1..]);
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(ParseError::bad("invalid method"));
+    }
+    let method = std::str::from_utf8(method).map_err(|_| ParseError::bad("invalid method"))?;
+    let sp = memchr(b' ', rest).ok_or(ParseError::bad("missing HTTP version"))?;
+    let (target, version) = (&rest[..sp], &rest[sp + 1..]);
+    if target.is_empty() {
+        return Err(ParseError::bad("empty request-target"));
+    }
+    // Visible ASCII only: no controls, no DEL, no raw non-ASCII bytes.
+    if target.iter().any(|&b| !(0x21..0x7f).contains(&b)) {
+        return Err(ParseError::bad("invalid byte in request-target"));
+    }
+    Ok((method, target, parse_version(version)?))
+}
+
+/// `HTTP/` DIGIT `.` DIGIT. Any `HTTP/1.x` is served as 1.1 (RFC 9110
+/// §2.5: same major version, a minor we may not know); another major is
+/// 505. For 505 a looser form (`HTTP/2`, `HTTP/10.0`) is recognised too,
+/// as a version we merely do not speak; anything else is 400.
+fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
+    if let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = *v {
+        if major.is_ascii_digit() && minor.is_ascii_digit() {
+            return match (major, minor) {
+                (b'1', b'0') => Ok(Version::Http10),
+                (b'1', _) => Ok(Version::Http11),
+                _ => Err(VERSION_NOT_SUPPORTED),
+            };
+        }
+    }
+    if let Some(rest) = v.strip_prefix(b"HTTP/") {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let after = &rest[digits..];
+        let minor_ok = match after {
+            [] => true,
+            [b'.', minor @ ..] => !minor.is_empty() && minor.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
+        if digits > 0 && minor_ok && &rest[..digits] != b"1" {
+            return Err(VERSION_NOT_SUPPORTED);
+        }
+    }
+    Err(ParseError::bad("invalid HTTP version"))
+}
+
+/// Whether `h` is a valid Host value (RFC 9110 §7.2, RFC 3986 §3.2):
+/// `uri-host [ ":" port ]` where uri-host is an IP-literal (`[IPv6]`,
+/// optionally with an RFC 6874 zone `%25...`, or `[vX.…]`) or a reg-name
+/// (which covers IPv4); no userinfo. A colon needs port digits after it,
+/// and the port is at most 65535. An empty value is allowed (§7.2).
+pub(crate) fn is_valid_host(h: &[u8]) -> bool {
+    let (host_ok, port) = if let Some(inner) = h.strip_prefix(b"[") {
+        let Some(close) = memchr(b']', inner) else {
+            return false;
+        };
+        let port = match &inner[close + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        };
+        (is_ip_literal(&inner[..close]), port)
+    } else {
+        match memchr(b':', h) {
+            Some(i) => (is_reg_name(&h[..i]), Some(&h[i + 1..])),
+            None => (is_reg_name(h), None),
+        }
+    };
+    host_ok
+        && match port {
+            None => true,
+            Some(p) => p.len() <= 5 && parse_u64_digits(p).is_some_and(|n| n <= 65535),
+        }
+}
+
+/// RFC 3986 `unreserved`.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 `sub-delims`.
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// `*( allowed / pct-encoded )`.
+fn is_pct_run(s: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            match s.get(i + 1..i + 3) {
+                Some([a, b]) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if allowed(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// RFC 3986 `reg-name` (an IPv4 address is one too).
+fn is_reg_name(s: &[u8]) -> bool {
+    is_pct_run(s, |b| is_unreserved(b) || is_sub_delim(b))
+}
+
+/// Inside the brackets of an RFC 3986 `IP-literal`.
+fn is_ip_literal(s: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = s {
+        // IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+        let hex = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        return match &rest[hex..] {
+            [b'.', tail @ ..] => {
+                hex > 0
+                    && !tail.is_empty()
+                    && tail
+                        .iter()
+                        .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
+            }
+            _ => false,
+        };
+    }
+    // IPv6address [ "%25" ZoneID ] (RFC 6874).
+    let (addr, zone) = match memmem::find(s, b"%25") {
+        Some(i) => (&s[..i], Some(&s[i + 3..])),
+        None => (s, None),
+    };
+    let addr_ok = std::str::from_utf8(addr).is_ok_and(|a| a.parse::<Ipv6Addr>().is_ok());
+    addr_ok && zone.is_none_or(|z| !z.is_empty() && is_pct_run(z, is_unreserved))
+}
+
 /// Splits a Host value into name and port: `example.com:8080`,
 /// `[::1]:8080` and `[::1]` (brackets stay in the name, as in gunicorn).
 /// An empty port (`host:`) gives `None`.
@@ -280,48 +435,17 @@ pub fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
     (name, port.filter(|p| !p.is_empty()))
 }
 
-/// Maps httparse's error onto the status to answer with.
-fn map_httparse_error(e: httparse::Error, buf: &[u8]) -> ParseError {
+/// Maps an error of `httparse::parse_headers` onto the status to answer with.
+fn map_httparse_error(e: httparse::Error) -> ParseError {
     match e {
-        httparse::Error::TooManyHeaders => ParseError {
-            status: 431,
-            reason: "too many header fields",
-        },
-        httparse::Error::Version if is_other_major_version(buf) => ParseError {
-            status: 505,
-            reason: "HTTP version not supported",
-        },
-        httparse::Error::Version => ParseError::bad("invalid HTTP version"),
+        httparse::Error::TooManyHeaders => limits::TOO_MANY_FIELDS,
         httparse::Error::HeaderName => ParseError::bad("invalid header name"),
         httparse::Error::HeaderValue => ParseError::bad("invalid header value"),
         httparse::Error::NewLine => ParseError::bad("invalid line ending"),
-        httparse::Error::Status | httparse::Error::Token => ParseError::bad("invalid request line"),
+        httparse::Error::Version | httparse::Error::Status | httparse::Error::Token => {
+            ParseError::bad("malformed header block")
+        }
     }
-}
-
-/// Whether the request line ends in `HTTP/<major>...` with a major other
-/// than 1: a well-formed request we merely do not speak (505, not 400).
-fn is_other_major_version(buf: &[u8]) -> bool {
-    // httparse skips empty lines before the request line; so do we.
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
-    let line = match memchr(b'\n', line) {
-        Some(i) => &line[..i],
-        None => line,
-    };
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = match memrchr(b' ', line) {
-        Some(i) => &line[i + 1..],
-        None => return false,
-    };
-    let Some(rest) = version.strip_prefix(b"HTTP/") else {
-        return false;
-    };
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    digits > 0 && &rest[..digits] != b"1"
 }
 
 /// Transfer-Encoding codings seen so far, across all TE headers (which
@@ -372,23 +496,6 @@ impl TeState {
         }
         Ok(BodyFraming::Chunked)
     }
-}
-
-/// Parses one Content-Length header into `acc`, which holds the value of
-/// earlier ones. A list of equal values (`5, 5`) is accepted as one value
-/// (RFC 9110 §8.6); anything else that disagrees is an error.
-fn parse_content_length(value: &[u8], acc: &mut Option<u64>) -> Result<(), ParseError> {
-    const BAD: ParseError = ParseError::bad("invalid Content-Length");
-    for item in value.split(|&b| b == b',') {
-        let n = parse_u64_digits(trim_ows(item)).ok_or(BAD)?;
-        match *acc {
-            Some(prev) if prev != n => {
-                return Err(ParseError::bad("conflicting Content-Length values"))
-            }
-            _ => *acc = Some(n),
-        }
-    }
-    Ok(())
 }
 
 /// Pure ASCII digits (no sign, no space, not empty) into a u64, or `None`
@@ -477,7 +584,7 @@ mod tests {
     fn parse(buf: &[u8]) -> Result<Request<'_, '_>, ParseError> {
         // Leak the slots so tests can return a Request; fine in tests.
         let slots = Box::leak(Box::new(new_header_slots()));
-        parse_head(buf, slots)
+        parse_head(buf, slots, &HeadLimits::default())
     }
 
     fn status(buf: &[u8]) -> u16 {
@@ -530,7 +637,7 @@ mod tests {
         while pos < buf.len() {
             let end = find_head_end(&buf[pos..], 0).unwrap();
             let mut slots = new_header_slots();
-            let r = parse_head(&buf[pos..], &mut slots).unwrap();
+            let r = parse_head(&buf[pos..], &mut slots, &HeadLimits::default()).unwrap();
             assert_eq!(r.head_len, end);
             paths.push(r.path.to_vec());
             pos += r.head_len;
@@ -654,7 +761,9 @@ mod tests {
             }
             buf.extend_from_slice(b"\r\n");
             let mut slots = new_header_slots();
-            parse_head(&buf, &mut slots).unwrap().keep_alive
+            parse_head(&buf, &mut slots, &HeadLimits::default())
+                .unwrap()
+                .keep_alive
         };
         assert!(ka(&[]));
         assert!(ka(&["keep-alive"]));
@@ -673,7 +782,7 @@ mod tests {
         let cl = |h: &str| {
             let buf = format!("POST / HTTP/1.1\r\nHost: h\r\n{h}\r\n\r\n");
             let mut slots = new_header_slots();
-            parse_head(buf.as_bytes(), &mut slots).map(|r| r.body)
+            parse_head(buf.as_bytes(), &mut slots, &HeadLimits::default()).map(|r| r.body)
         };
         assert_eq!(cl("Content-Length: 0"), Ok(BodyFraming::Length(0)));
         assert_eq!(cl("content-length: 42"), Ok(BodyFraming::Length(42)));
@@ -682,14 +791,19 @@ mod tests {
             cl("Content-Length: 18446744073709551615"),
             Ok(BodyFraming::Length(u64::MAX))
         );
-        assert_eq!(
-            cl("Content-Length: 5\r\nContent-Length: 5"),
-            Ok(BodyFraming::Length(5))
-        );
-        assert_eq!(cl("Content-Length: 5, 5"), Ok(BodyFraming::Length(5)));
         for bad in [
             "Content-Length: 5\r\nContent-Length: 6",
+            "Content-Length: 5\r\nContent-Length: 5",
+            "Content-Length: 5\r\ncontent-length: 5",
+            "Content-Length: 5, 5",
             "Content-Length: 5, 6",
+            "Content-Length: 0\r\nContent-Length: 0",
+            "Content-Length: 5 5",
+            "Content-Length: 5\t5",
+            "Content-Length: 5a",
+            "Content-Length: ٣",
+            "Content-Length: 1_0",
+            "Content-Length: 1e3",
             "Content-Length: 5,",
             "Content-Length: ",
             "Content-Length: +5",
@@ -708,7 +822,7 @@ mod tests {
         let te = |v: &str, version: &str| {
             let buf = format!("POST / HTTP/{version}\r\nHost: h\r\n{v}\r\n\r\n");
             let mut slots = new_header_slots();
-            parse_head(buf.as_bytes(), &mut slots).map(|r| r.body)
+            parse_head(buf.as_bytes(), &mut slots, &HeadLimits::default()).map(|r| r.body)
         };
         assert_eq!(
             te("Transfer-Encoding: chunked", "1.1"),
@@ -862,7 +976,6 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/3\r\nHost: a\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/10.0\r\n\r\n"), 505);
-        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTPS/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET / http/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/x\r\n\r\n"), 400);
@@ -871,12 +984,13 @@ mod tests {
     #[test]
     fn too_many_headers() {
         let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
-        for i in 0..MAX_HEADERS - 1 {
+        let fields = HeadLimits::default().fields;
+        for i in 0..fields - 1 {
             buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
         }
         let mut ok = buf.clone();
         ok.extend_from_slice(b"\r\n");
-        assert_eq!(parse(&ok).unwrap().headers.len(), MAX_HEADERS);
+        assert_eq!(parse(&ok).unwrap().headers.len(), fields);
         buf.extend_from_slice(b"X-last: v\r\n\r\n");
         assert_eq!(status(&buf), 431);
     }
@@ -998,5 +1112,377 @@ mod tests {
             v.extend_from_slice(b"\r\n\r\n");
             let _ = parse(&v);
         }
+    }
+
+    fn status_with(buf: &[u8], limits: &HeadLimits) -> u16 {
+        let mut slots = new_header_slots();
+        match parse_head(buf, &mut slots, limits) {
+            Ok(_) => 0,
+            Err(e) => e.status,
+        }
+    }
+
+    fn get_with(header_lines: &str) -> Vec<u8> {
+        format!("GET / HTTP/1.1\r\n{header_lines}\r\n").into_bytes()
+    }
+
+    #[test]
+    fn table_request_line_malformed() {
+        for bad in [
+            &b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"G\"T / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GE\x80 / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b" GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+            b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n",
+            b"GET\r\nHost: a\r\n\r\n",
+            b"GET /\r\nHost: a\r\n\r\n",
+            b"GET / \r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.x\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1,1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/a.0\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/2.\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\rHost: a\r\n\r\n",
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(status(bad), 400, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn table_target_bytes() {
+        for b in (0u8..0x21).chain(0x7f..=0xff) {
+            if b == b' ' {
+                continue;
+            }
+            let mut buf = b"GET /a".to_vec();
+            buf.push(b);
+            buf.extend_from_slice(b"b HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(status(&buf), 400, "byte {b:#x}");
+        }
+        // Every visible ASCII byte is fine.
+        let mut buf = b"GET /".to_vec();
+        buf.extend(0x21u8..0x7f);
+        buf.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(parse(&buf).unwrap().target.len(), 1 + 0x7f - 0x21);
+    }
+
+    #[test]
+    fn table_versions() {
+        for (v, want) in [
+            ("HTTP/1.0", Version::Http10),
+            ("HTTP/1.1", Version::Http11),
+            ("HTTP/1.2", Version::Http11),
+            ("HTTP/1.9", Version::Http11),
+        ] {
+            let buf = format!("GET / {v}\r\nHost: a\r\n\r\n");
+            let r = parse(buf.as_bytes()).unwrap();
+            assert_eq!(r.version, want, "{v}");
+            assert!(r.keep_alive || want == Version::Http10);
+        }
+        // 1.x > 1 is 1.1 in every way: Host is required.
+        assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), 400);
+        for v in [
+            "HTTP/2.0",
+            "HTTP/3.0",
+            "HTTP/0.9",
+            "HTTP/9.9",
+            "HTTP/2",
+            "HTTP/10.0",
+            "HTTP/01.1",
+        ] {
+            let buf = format!("GET / {v}\r\nHost: a\r\n\r\n");
+            assert_eq!(status(buf.as_bytes()), 505, "{v}");
+        }
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 0);
+    }
+
+    #[test]
+    fn table_header_lines() {
+        for bad in [
+            "Host: a\r\nX y: 1\r\n",
+            "Host: a\r\nX\x01: 1\r\n",
+            "Host: a\r\nX\": 1\r\n",
+            "Host: a\r\n: 1\r\n",
+            "Host: a\r\nNoColon\r\n",
+            "Host : a\r\n",
+            "Host: a\r\nX\t: 1\r\n",
+            "Host: a\r\nX: 1\r\n folded\r\n",
+            "Host: a\r\nX: 1\r\n\tfolded\r\n",
+            " Host: a\r\n",
+            "\tHost: a\r\n",
+            "Host: a\r\nX\u{e9}: 1\r\n",
+        ] {
+            assert_eq!(status(&get_with(bad)), 400, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn table_value_bytes() {
+        for b in (0u8..0x20).chain([0x7f]) {
+            if b == b'\t' {
+                continue;
+            }
+            let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\nX: a".to_vec();
+            buf.push(b);
+            buf.extend_from_slice(b"b\r\n\r\n");
+            assert_eq!(status(&buf), 400, "byte {b:#x}");
+            // Also as the first and last byte of the value.
+            let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+            buf.push(b);
+            buf.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(status(&buf), 400, "byte {b:#x} alone");
+        }
+        let r = parse(b"GET / HTTP/1.1\r\nHost: a\r\nX: \ta\tb\x80\xff\r\n\r\n").unwrap();
+        assert!(r.header("x").is_some());
+    }
+
+    #[test]
+    fn table_bare_lf_anywhere() {
+        let good = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+        let crlfs: Vec<usize> = good
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w == b"\r\n")
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &crlfs {
+            let mut bad = good.to_vec();
+            bad.remove(i);
+            assert_eq!(status(&bad), 400, "{:?}", String::from_utf8_lossy(&bad));
+        }
+        assert_eq!(status(b"GET / HTTP/1.1\nHost: a\n\n"), 400);
+    }
+
+    #[test]
+    fn table_host() {
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nX: a\r\n\r\n"), 400);
+        assert_eq!(status(&get_with("Host: a\r\nHost: a\r\n")), 400);
+        assert_eq!(status(&get_with("Host: a\r\nHOST: b\r\n")), 400);
+        let ok = [
+            "",
+            "example.com",
+            "example.com:80",
+            "example.com:0",
+            "example.com:65535",
+            "EXAMPLE.com:08080",
+            "127.0.0.1",
+            "127.0.0.1:8000",
+            "[::1]",
+            "[::1]:8000",
+            "[2001:db8::7]",
+            "[::ffff:1.2.3.4]:1",
+            "[fe80::1%25eth0]",
+            "[fe80::1%25en%2F1]:80",
+            "[v1.fe:80]",
+            "[V7.a-b]:9",
+            "a-b_c~d.e",
+            "%41bc",
+            "a!$&'()*+,;=b",
+            "xn--bcher-kva.example",
+            ":80",
+        ];
+        for h in ok {
+            let buf = get_with(&format!("Host: {h}\r\n"));
+            let r = parse(&buf).unwrap_or_else(|e| panic!("{h:?}: {e}"));
+            assert_eq!(r.host, Some(h.as_bytes()), "{h:?}");
+        }
+        // Surrounding whitespace is not part of the value.
+        let buf = get_with("Host: \t a:1 \t\r\n");
+        let r = parse(&buf).unwrap();
+        assert_eq!(r.host, Some(&b"a:1"[..]));
+        let bad = [
+            "user@example.com",
+            "user:pw@example.com",
+            "example.com:",
+            "example.com:65536",
+            "example.com:99999999999999999999999",
+            "example.com:80:80",
+            "example.com:+80",
+            "example.com:8o",
+            "exa mple.com",
+            "example.com/path",
+            "example.com?q",
+            "example.com#f",
+            "ex\"ample",
+            "ex<ample>",
+            "ex\\ample",
+            "%4",
+            "%zz",
+            "a%",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[::1]:65536",
+            "[::g]",
+            "[1.2.3.4]",
+            "[]",
+            "[fe80::1%25]",
+            "[fe80::1%eth0]",
+            "[v.a]",
+            "[v1.]",
+            "[vg.a]",
+            "::1",
+            "[::1]]",
+            "\u{e9}xample.com",
+            "a,b c",
+        ];
+        for h in bad {
+            let buf = get_with(&format!("Host: {h}\r\n"));
+            assert_eq!(status(&buf), 400, "{h:?}");
+        }
+        // Validated on HTTP/1.0 too, where Host is optional.
+        assert_eq!(status(b"GET / HTTP/1.0\r\nHost: a@b\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n"), 0);
+    }
+
+    #[test]
+    fn table_framing_errors() {
+        let st = |h: &str| status(&get_with(&format!("Host: a\r\n{h}\r\n")));
+        assert_eq!(st("Content-Length: 1\r\nTransfer-Encoding: chunked"), 400);
+        assert_eq!(st("Transfer-Encoding: chunked\r\nContent-Length: 1"), 400);
+        assert_eq!(st("Transfer-Encoding: gzip"), 501);
+        assert_eq!(st("Transfer-Encoding: gzip, chunked"), 501);
+        assert_eq!(st("Transfer-Encoding: chunked, chunked"), 400);
+        assert_eq!(
+            st("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked"),
+            400
+        );
+        assert_eq!(st("Transfer-Encoding: chunked, gzip"), 501);
+        assert_eq!(
+            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(st("Expect: 100-continue"), 0);
+        assert_eq!(st("Expect: 200-ok"), 417);
+        assert_eq!(st("Expect: "), 417);
+    }
+
+    #[test]
+    fn limits_request_line() {
+        let l = HeadLimits::default();
+        let head = |line_len: usize| {
+            let mut v = b"GET /".to_vec();
+            v.resize(line_len - 9, b'a');
+            v.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+            v
+        };
+        assert_eq!(status_with(&head(8190), &l), 0);
+        assert_eq!(status_with(&head(8191), &l), 414);
+        let small = HeadLimits {
+            request_line: 16,
+            ..l
+        };
+        assert_eq!(
+            status_with(b"GET /ab HTTP/1.1\r\nHost: a\r\n\r\n", &small),
+            0
+        );
+        assert_eq!(
+            status_with(b"GET /abc HTTP/1.1\r\nHost: a\r\n\r\n", &small),
+            414
+        );
+    }
+
+    #[test]
+    fn limits_field_size() {
+        let l = HeadLimits::default();
+        let head = |line_len: usize| {
+            let mut v = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: ".to_vec();
+            let start = v.len() - 8;
+            v.resize(start + line_len, b'v');
+            v.extend_from_slice(b"\r\n\r\n");
+            v
+        };
+        assert_eq!(status_with(&head(8190), &l), 0);
+        assert_eq!(status_with(&head(8191), &l), 431);
+        // The name counts too.
+        let mut name = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        name.resize(name.len() + 8190, b'n');
+        name.extend_from_slice(b":\r\n\r\n");
+        assert_eq!(status_with(&name, &l), 431);
+    }
+
+    #[test]
+    fn limits_fields() {
+        let head = |n: usize| {
+            let mut v = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            for i in 1..n {
+                v.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            }
+            v.extend_from_slice(b"\r\n");
+            v
+        };
+        let l = HeadLimits::default();
+        assert_eq!(status_with(&head(100), &l), 0);
+        assert_eq!(status_with(&head(101), &l), 431);
+        let few = HeadLimits { fields: 3, ..l };
+        assert_eq!(status_with(&head(3), &few), 0);
+        assert_eq!(status_with(&head(4), &few), 431);
+        // Above the slot array: clamped to MAX_HEADERS.
+        let many = HeadLimits { fields: 1000, ..l };
+        let mut slots = new_header_slots();
+        let buf = head(MAX_HEADERS);
+        assert_eq!(
+            parse_head(&buf, &mut slots, &many).unwrap().headers.len(),
+            MAX_HEADERS
+        );
+        assert_eq!(status_with(&head(MAX_HEADERS + 1), &many), 431);
+    }
+
+    #[test]
+    fn limits_head_total() {
+        let head = |total: usize| {
+            let mut v = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            let mut i = 0;
+            while v.len() + 8002 + 2 <= total {
+                v.extend_from_slice(format!("X-{i:03}: ").as_bytes());
+                v.resize(v.len() + 7993, b'v');
+                v.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            let pad = total - v.len() - 2 - 2;
+            v.extend_from_slice(b"P:");
+            v.resize(v.len() + pad - 2, b'p');
+            v.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(v.len(), total);
+            v
+        };
+        let l = HeadLimits::default();
+        assert_eq!(status_with(&head(65536), &l), 0);
+        assert_eq!(status_with(&head(65537), &l), 431);
+        let small = HeadLimits { head: 64, ..l };
+        assert_eq!(status_with(&head(64), &small), 0);
+        assert_eq!(status_with(&head(65), &small), 431);
+    }
+
+    #[test]
+    fn incomplete_head_reports_limit_or_400() {
+        let l = HeadLimits::default();
+        assert_eq!(status_with(b"GET / HTTP/1.1\r\nHost: a\r\n", &l), 400);
+        let mut long = b"GET /".to_vec();
+        long.resize(10_000, b'a');
+        assert_eq!(status_with(&long, &l), 414);
+    }
+
+    /// `head_len` is exactly what find_head_end reports, and the parse does
+    /// not look past it.
+    #[test]
+    fn head_len_matches_find_head_end() {
+        let buf = b"\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\r\n\r\n";
+        let r = parse(buf).unwrap();
+        assert_eq!(Some(r.head_len), find_head_end(buf, 0));
+        // Junk after the head (a body with bare LFs, NULs, anything).
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        let end = buf.len();
+        buf.extend_from_slice(b"\n\x00\r\xff \tGET");
+        assert_eq!(parse(&buf).unwrap().head_len, end);
     }
 }
