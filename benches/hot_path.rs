@@ -4,7 +4,7 @@
 //! benches embed CPython 3.13 and run the app in an own-GIL subinterpreter, as the server does).
 
 use criterion::{BatchSize, Criterion, Throughput};
-use ringwsgi::http::{self, ChunkedDecoder, DateCache, Framing, HeadWriter, Version};
+use ringwsgi::http::{self, ChunkedDecoder, DateCache, Framing, HeadLimits, HeadWriter, Version};
 use ringwsgi::worker::in_memory::{with_in_memory_worker, InMemoryWorker};
 
 const SMALL_GET: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: localhost:8000\r\n\r\n";
@@ -42,6 +42,7 @@ def app(environ, start_response):
 
 /// Parsing a request head out of the read buffer: what every request pays before Python.
 fn parse(c: &mut Criterion) {
+    let limits = HeadLimits::default();
     let mut group = c.benchmark_group("parse");
     for (name, head) in [("small_get", SMALL_GET), ("browser_get_20_headers", BROWSER_GET)] {
         group.throughput(Throughput::Bytes(head.len() as u64));
@@ -49,7 +50,7 @@ fn parse(c: &mut Criterion) {
             b.iter(|| {
                 let end = http::find_head_end(head, 0).expect("complete head");
                 let mut slots = http::new_header_slots();
-                let req = http::parse_head(&head[..end], &mut slots).expect("valid head");
+                let req = http::parse_head(&head[..end], &mut slots, &limits).expect("valid head");
                 std::hint::black_box(req.headers.len())
             })
         });
@@ -63,7 +64,7 @@ fn parse(c: &mut Criterion) {
             while pos < burst.len() {
                 let end = http::find_head_end(&burst[pos..], 0).expect("complete head");
                 let mut slots = http::new_header_slots();
-                let req = http::parse_head(&burst[pos..pos + end], &mut slots).expect("valid head");
+                let req = http::parse_head(&burst[pos..pos + end], &mut slots, &limits).expect("valid head");
                 pos += req.head_len;
             }
             pos

@@ -27,6 +27,7 @@ use signal_hook::consts::{SIGCHLD, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{self, Args, WorkerConfig};
+use crate::http::HeadLimits;
 use crate::io::{self, Transport, Uring, Waker};
 use crate::worker::{Limits, Pool, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
@@ -362,6 +363,12 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
     Limits {
         max_body: config.limit_request_body,
         spool: SpoolSettings { threshold: config.spool_threshold, dir: config.spool_dir.clone() },
+        head: HeadLimits {
+            request_line: config.limit_request_line,
+            fields: config.limit_request_fields,
+            field_size: config.limit_request_field_size,
+            ..HeadLimits::default()
+        },
         timeouts: Timeouts {
             header: secs(config.header_timeout),
             keep_alive: secs(config.keep_alive),
@@ -416,9 +423,10 @@ fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, sto
         waker.wake();
     }
     let limits = worker_limits(config);
+    let head_limits = limits.head;
     let mut worker = Worker::new(ring, wsgi, limits, stop);
     let result = if config.threads > 1 {
-        let pool = Pool::start(config.threads, interpreter.reference(), settings, waker);
+        let pool = Pool::start(config.threads, interpreter.reference(), settings, head_limits, waker);
         worker = worker.with_pool(pool);
         // This thread never attaches while the pool runs: the pool's threads need the GIL.
         worker.run(None)

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::http::{ChunkError, ChunkedDecoder};
+use crate::http::{ChunkError, ChunkedDecoder, HeadLimits};
 
 /// Where and from which size request bodies go to disk.
 #[derive(Debug, Clone)]
@@ -69,9 +69,9 @@ struct Spool {
 }
 
 impl Incoming {
-    /// A chunked body, up to `limit` decoded bytes (0: no limit).
-    pub fn chunked(limit: u64, settings: SpoolSettings) -> Self {
-        Incoming { decoder: Some(ChunkedDecoder::new(limit)), remaining: 0, memory: Vec::new(), spool: None, settings, done: false }
+    /// A chunked body, up to `limit` decoded bytes (0: no limit); trailers within `head`.
+    pub fn chunked(limit: u64, head: &HeadLimits, settings: SpoolSettings) -> Self {
+        Incoming { decoder: Some(ChunkedDecoder::with_limits(limit, head)), remaining: 0, memory: Vec::new(), spool: None, settings, done: false }
     }
 
     /// A Content-Length body of `len` bytes, over the spool threshold.
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn chunked_in_memory_drains_what_it_decodes() {
-        let mut incoming = Incoming::chunked(0, settings(1 << 20));
+        let mut incoming = Incoming::chunked(0, &HeadLimits::default(), settings(1 << 20));
         let mut input = b"HEAD5\r\nhello\r\n0\r\n\r\nNEXT".to_vec();
         assert!(incoming.take(&mut input, 4).unwrap());
         assert_eq!(input, b"HEADNEXT");

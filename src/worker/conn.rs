@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::body::Incoming;
+use crate::http::ScanState;
 use super::timeouts::{Clock, Waiting};
 use crate::io::ConnId;
 use crate::wsgi::Handle;
@@ -16,6 +17,8 @@ pub struct Conn {
     /// How far the input was searched for the end of a head, so a slow client does not make
     /// every new byte rescan (and re-parse) what came before.
     pub scanned: usize,
+    /// Where the limit checks of an incomplete head resume.
+    pub scan: ScanState,
     /// Input bytes needed before the pending request is complete (head + body); 0 when unknown.
     pub need: usize,
     /// `100 Continue` was sent for the request being received.
@@ -44,6 +47,7 @@ impl Conn {
             id,
             peer,
             scanned: 0,
+            scan: ScanState::default(),
             need: 0,
             continue_sent: false,
             read_eof: false,
@@ -75,6 +79,7 @@ impl Conn {
     /// Forget the progress of the request just answered.
     pub fn request_done(&mut self) {
         self.scanned = 0;
+        self.scan = ScanState::default();
         self.need = 0;
         self.continue_sent = false;
     }

@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use pyo3::Python;
 
-use crate::http::{self, BodyFraming, DateCache, Version};
+use crate::http::{self, BodyFraming, DateCache, HeadLimits, Version};
 use crate::io::{ConnId, Event, Transport};
 use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
 pub use body::SpoolSettings;
@@ -32,8 +32,6 @@ pub use timeouts::Timeouts;
 use timeouts::Expired;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
 
-/// Largest request head (request line and headers) accepted.
-pub const MAX_HEAD: usize = 64 * 1024;
 
 /// What a worker enforces on requests.
 #[derive(Debug, Clone)]
@@ -42,6 +40,8 @@ pub struct Limits {
     /// is called, and a larger declared body is refused with 413 before it is read.
     pub max_body: u64,
     pub spool: SpoolSettings,
+    /// Request line, header fields, whole head (and chunked trailers).
+    pub head: HeadLimits,
     pub timeouts: Timeouts,
     /// Open connections per worker; beyond it new ones wait in the listener's backlog.
     pub max_connections: usize,
@@ -52,6 +52,7 @@ impl Default for Limits {
         Limits {
             max_body: 1 << 30,
             spool: SpoolSettings { threshold: 1 << 20, dir: None },
+            head: HeadLimits::default(),
             timeouts: Timeouts::default(),
             max_connections: 10_000,
         }
@@ -264,15 +265,16 @@ impl<T: Transport> Worker<T> {
             }
             let Some(head_end) = http::find_head_end(buf, conn.scanned) else {
                 conn.scanned = buf.len();
-                if buf.len() > MAX_HEAD {
-                    tracing::warn!(peer = %conn.peer, "request head over {MAX_HEAD} bytes");
-                    http::write_error_response(output, 431, Version::Http11, date);
+                // Refuse an oversized or broken head as soon as it is one, without buffering it whole.
+                if let Some(err) = http::check_partial_head(buf, &limits.head, &mut conn.scan) {
+                    tracing::info!(peer = %conn.peer, "bad request: {err}");
+                    http::write_error_response(output, err.status, Version::Http11, date);
                     break Next::Close;
                 }
                 break Next::Receive;
             };
             let mut slots = http::new_header_slots();
-            let req = match http::parse_head(&buf[..head_end], &mut slots) {
+            let req = match http::parse_head(&buf[..head_end], &mut slots, &limits.head) {
                 Ok(req) => req,
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
@@ -295,7 +297,7 @@ impl<T: Transport> Worker<T> {
                             Some(incoming) => Ok(incoming),
                             None => match framing {
                                 BodyFraming::Length(n) => Incoming::spooled(n, limits.spool.clone()),
-                                _ => Ok(Incoming::chunked(limits.max_body, limits.spool.clone())),
+                                _ => Ok(Incoming::chunked(limits.max_body, &limits.head, limits.spool.clone())),
                             }
                             .map(|incoming| conn.incoming.insert(incoming)),
                         };

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::http::{self, DateCache, Version};
+use crate::http::{self, DateCache, HeadLimits, Version};
 use crate::io::{ConnId, Waker};
 use crate::wsgi::{self, AppSettings, FileBody, Input, InterpreterRef, Respond, ThreadState, Wsgi};
 
@@ -59,7 +59,14 @@ pub struct Pool {
 impl Pool {
     /// Starts `n` threads running Python in `interpreter` (whose app is already loaded by the
     /// owning thread, so loading it again is a `sys.modules` lookup).
-    pub fn start(n: usize, interpreter: InterpreterRef, settings: AppSettings, waker: Waker) -> Pool {
+    /// `head_limits`: those the I/O thread parsed the heads with (each is parsed again here).
+    pub fn start(
+        n: usize,
+        interpreter: InterpreterRef,
+        settings: AppSettings,
+        head_limits: HeadLimits,
+        waker: Waker,
+    ) -> Pool {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         let (replies_tx, replies_rx) = crossbeam_channel::unbounded();
         let settings = std::sync::Arc::new(settings);
@@ -69,7 +76,7 @@ impl Pool {
                     (jobs_rx.clone(), replies_tx.clone(), waker.clone(), settings.clone());
                 std::thread::Builder::new()
                     .name(format!("ringwsgi-app-{i}"))
-                    .spawn(move || serve_jobs(interpreter, &settings, &jobs, &replies, &waker))
+                    .spawn(move || serve_jobs(interpreter, &settings, &head_limits, &jobs, &replies, &waker))
                     .expect("spawn a pool thread")
             })
             .collect();
@@ -94,6 +101,7 @@ impl Pool {
 fn serve_jobs(
     interpreter: InterpreterRef,
     settings: &AppSettings,
+    head_limits: &HeadLimits,
     jobs: &Receiver<Job>,
     replies: &Sender<Reply>,
     waker: &Waker,
@@ -118,7 +126,7 @@ fn serve_jobs(
             };
             let mut slots = http::new_header_slots();
             let mut out = Vec::new();
-            let req = match http::parse_head(&job.head, &mut slots) {
+            let req = match http::parse_head(&job.head, &mut slots, &head_limits) {
                 Ok(req) => req,
                 Err(err) => {
                     // The I/O thread parsed this head already; this cannot happen.
