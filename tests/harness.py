@@ -668,3 +668,75 @@ def decode_chunked_prefix(raw: bytes) -> "tuple[bytes, bool]":
                 return bytes(data), False
             raise HTTPParseError("chunk data not followed by CRLF")
         pos += 2
+
+
+# ---------------------------------------------------------------------------
+# Hardening helpers: process introspection and "bad request, then close" checks
+# ---------------------------------------------------------------------------
+
+
+def worker_pids(srv: "Server") -> "list[int]":
+    """PIDs of the master's child processes (ringwsgi's worker process)."""
+    pids = []
+    base = f"/proc/{srv.proc.pid}/task"
+    try:
+        tasks = os.listdir(base)
+    except OSError:
+        return pids
+    for t in tasks:
+        try:
+            with open(f"{base}/{t}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return sorted(set(pids))
+
+
+def worker_pid(srv: "Server", timeout: float = 10.0) -> int:
+    """The single worker process of a server (falls back to the master if it has no child)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = worker_pids(srv)
+        if pids:
+            return pids[0]
+        if time.monotonic() > deadline:
+            return srv.proc.pid
+        time.sleep(0.05)
+
+
+def vm_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def server_rss_kib(srv: "Server") -> int:
+    """VmRSS of the master plus its workers, in KiB."""
+    total = 0
+    for pid in [srv.proc.pid, *worker_pids(srv)]:
+        try:
+            total += vm_rss_kib(pid)
+        except OSError:
+            pass
+    return total
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def reject_and_close(port: int, raw: bytes, timeout: float = 10.0) -> "tuple[Response, bool]":
+    """Send raw bytes, read one response, then wait for the server to close.
+
+    Returns (response, closed). Extra bytes after the response raise HTTPParseError
+    (a second response would mean bytes after the bad request were parsed).
+    """
+    with RawConn(port, timeout=timeout) as c:
+        try:
+            c.send(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        resp = c.read_response()
+        return resp, c.closed_by_peer(timeout)
