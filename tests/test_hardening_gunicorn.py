@@ -57,6 +57,8 @@ GUNICORN_ONLY = {
     "019": "forwarded_allow_ips: conflicting X-Forwarded-Proto/-Ssl",
     "040": "header_map=refuse: underscore header names (same bytes as valid/040)",
     "chunked_07": "header_map=refuse: Transfer_Encoding next to Transfer-Encoding",
+    # gunicorn's method pattern is stricter than RFC 9110: `-bl` is a token, so a valid method.
+    "003c": "its method regex: [A-Z0-9$-_.]{3,20} (RFC 9110 allows any token)",
 }
 
 LIMIT_FLAGS = {

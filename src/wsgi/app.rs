@@ -280,6 +280,7 @@ impl State {
             // No body is sent for HEAD: stop iterating (close() follows).
             return Ok(First::Complete { keep_alive });
         }
+        response::mark_sent(start_response, &self.names)?;
         let handle = self.streams.insert(Stream {
             iter: iter.unbind(),
             result: result.clone().unbind(),

@@ -6,7 +6,7 @@
 //! Header names that contain `_` are dropped: mapping them onto `HTTP_X_Y` would let a client
 //! spoof the hyphenated header past a proxy that only checks `X-Y`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
@@ -89,6 +89,21 @@ pub struct EnvironBuilder {
     bound_port: Py<PyString>,
     /// Scratch for percent-decoding PATH_INFO and building uncommon header keys.
     scratch: Vec<u8>,
+    last_remote: Option<(IpAddr, Py<PyString>)>,
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 fn interned(py: Python<'_>, s: &str) -> Py<PyString> {
@@ -158,6 +173,7 @@ impl EnvironBuilder {
             bound_name: PyString::new(py, &bound_name).unbind(),
             bound_port: PyString::new(py, &settings.bound.port().to_string()).unbind(),
             scratch: Vec::with_capacity(256),
+            last_remote: None,
         })
     }
 
@@ -198,8 +214,10 @@ impl EnvironBuilder {
                 env.set_item(&self.k_server_port, &self.bound_port)?;
             }
         }
-        env.set_item(&self.k_remote_addr, peer.ip().to_string())?;
-        env.set_item(&self.k_remote_port, peer.port().to_string())?;
+        let remote_addr = self.remote_addr(py, peer.ip());
+        env.set_item(&self.k_remote_addr, remote_addr)?;
+        let mut port = [0u8; 5];
+        env.set_item(&self.k_remote_port, PyString::new(py, decimal(peer.port(), &mut port)))?;
         self.set_headers(py, &env, req)?;
         let input = match body {
             Input::Bytes(bytes) => self.bytes_io.bind(py).call1((pyo3::types::PyBytes::new(py, bytes),))?,
@@ -207,6 +225,19 @@ impl EnvironBuilder {
         };
         env.set_item(&self.k_input, input)?;
         Ok(env)
+    }
+
+    /// REMOTE_ADDR, with the last address's str reused (clients behind a proxy, or the same
+    /// client over many requests, share one address).
+    fn remote_addr<'py>(&mut self, py: Python<'py>, ip: IpAddr) -> Bound<'py, PyString> {
+        match &self.last_remote {
+            Some((last, s)) if *last == ip => s.bind(py).clone(),
+            _ => {
+                let s = PyString::new(py, &ip.to_string());
+                self.last_remote = Some((ip, s.clone().unbind()));
+                s
+            }
+        }
     }
 
     /// A spooled body as a binary file object (io.BufferedReader) that owns the descriptor.
@@ -278,6 +309,14 @@ impl EnvironBuilder {
 #[cfg(test)]
 mod tests {
     use super::header_key;
+
+    #[test]
+    fn decimals() {
+        let mut buf = [0u8; 5];
+        assert_eq!(super::decimal(0, &mut buf), "0");
+        assert_eq!(super::decimal(8080, &mut buf), "8080");
+        assert_eq!(super::decimal(65535, &mut buf), "65535");
+    }
 
     #[test]
     fn header_keys() {

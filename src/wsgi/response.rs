@@ -146,9 +146,17 @@ pub fn pull<'py>(
     all: bool,
     mut sink: impl FnMut(Bound<'py, PyBytes>),
 ) -> Result<bool, Failure> {
-    loop {
-        let next = iter.clone().next();
+    let mut iter = iter.clone();
+    if all {
+        // The app has returned a list: every write() call happened already, and comes first.
         take_written(start_response, names, &mut sink)?;
+    }
+    loop {
+        let next = iter.next();
+        if !all {
+            // A generator may call write() while it runs: its data precedes the item.
+            take_written(start_response, names, &mut sink)?;
+        }
         let Some(item) = next else { return Ok(true) };
         let bytes = item?.cast_into::<PyBytes>().map_err(|e| {
             Failure::Invalid(format!(
@@ -229,8 +237,13 @@ pub fn write_head(
     };
     let keep_alive = req.keep_alive && framing != Framing::UntilClose;
     head.finish(framing, keep_alive, req.version, date);
-    start_response.setattr(names.sent.bind(py), true)?;
     Ok((BodyWriter::new(framing, send), keep_alive))
+}
+
+/// Tells start_response that the head has gone out, so a later call with exc_info re-raises
+/// (only a streaming response can still call it).
+pub fn mark_sent(start_response: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> {
+    start_response.setattr(names.sent.bind(start_response.py()), true)
 }
 
 /// Calls the iterable's close(), if it has one (PEP 3333: exactly once, whatever happened).
