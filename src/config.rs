@@ -99,6 +99,11 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub write_timeout: f64,
 
+    /// Keep per-worker statistics (where request time goes, batch sizes, io_uring submissions
+    /// per request) and print them at exit and on SIGUSR2. Costs a few clock reads per request.
+    #[arg(long)]
+    pub stats: bool,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -154,6 +159,8 @@ pub struct WorkerConfig {
     pub keep_alive: f64,
     pub body_timeout: f64,
     pub write_timeout: f64,
+    /// `--stats`.
+    pub stats: bool,
 }
 
 impl WorkerConfig {

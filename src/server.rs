@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,13 +23,13 @@ use crossbeam_channel::{Receiver, Sender};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use pyo3::Python;
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use crate::config::{self, Args, WorkerConfig};
 use crate::http::HeadLimits;
 use crate::io::{self, Transport, Uring, Waker};
-use crate::worker::{Limits, Pool, SpoolSettings, Timeouts, Worker};
+use crate::worker::{Control, Limits, Pool, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
 /// Environment variable carrying the worker's configuration (JSON) from master to worker.
@@ -128,9 +128,10 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         keep_alive: args.keep_alive,
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
+        stats: args.stats,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD]).map_err(StartError::Signals)?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR2]).map_err(StartError::Signals)?;
     tracing::info!("Listening at: http://{bound} ({} workers)", worker_config.cpus.len());
     let mut child = spawn_worker_process(&executable, &worker_config, &listeners)?;
     tracing::debug!("worker process {} started", child.id());
@@ -142,6 +143,10 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
                 if let Ok(Some(status)) = child.try_wait() {
                     break worker_exit_code(status);
                 }
+            }
+            SIGUSR2 => {
+                // Statistics are the workers' business: pass it on.
+                let _ = signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGUSR2);
             }
             _ => {
                 tracing::info!("shutting down ({})", signal_name(sig));
@@ -276,7 +281,7 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
 
 fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR2]) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{}", StartError::Signals(e));
@@ -290,20 +295,20 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
             let _ = signal_tx.send(Report::Signal(sig));
         }
     });
-    let stop = Arc::new(AtomicBool::new(false));
+    let control = Arc::new(Control::default());
     let config = Arc::new(config);
     let threads: Vec<_> = listeners
         .into_iter()
         .enumerate()
         .map(|(index, listener)| {
-            let (config, stop, tx) = (config.clone(), stop.clone(), tx.clone());
+            let (config, control, tx) = (config.clone(), control.clone(), tx.clone());
             std::thread::Builder::new()
                 .name(format!("ringwsgi-worker-{index}"))
-                .spawn(move || worker_thread(index, listener, &config, stop, tx))
+                .spawn(move || worker_thread(index, listener, &config, control, tx))
                 .expect("spawn worker thread")
         })
         .collect();
-    let code = wait_for_threads(&rx, threads.len(), &stop);
+    let code = wait_for_threads(&rx, threads.len(), &control);
     for thread in threads {
         let _ = thread.join();
     }
@@ -314,7 +319,7 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
 
 /// Waits for every thread to boot, then for a signal or a thread's unexpected end; then stops
 /// all threads and waits until they have exited. Returns the process's exit code.
-fn wait_for_threads(rx: &Receiver<Report>, n: usize, stop: &AtomicBool) -> i32 {
+fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
     let mut wakers = Vec::new();
     let mut running = n;
     let mut code = 0;
@@ -344,13 +349,17 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, stop: &AtomicBool) -> i32 {
                 }
                 stopping = true;
             }
+            Report::Signal(SIGUSR2) => {
+                control.report.fetch_add(1, Ordering::AcqRel);
+                wakers.iter().for_each(Waker::wake);
+            }
             Report::Signal(sig) => {
                 tracing::debug!("worker process got {}", signal_name(sig));
                 stopping = true;
             }
         }
         if stopping {
-            stop.store(true, Ordering::Release);
+            control.stop.store(true, Ordering::Release);
             wakers.iter().for_each(Waker::wake);
         }
     }
@@ -380,7 +389,7 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
 }
 
 /// One worker thread: pinned CPU, own interpreter, own ring, own listener.
-fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, stop: Arc<AtomicBool>, tx: Sender<Report>) {
+fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, control: Arc<Control>, tx: Sender<Report>) {
     let cpu = config.cpus[index];
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
         tracing::warn!("worker thread {index}: cannot pin to CPU {cpu}");
@@ -419,12 +428,15 @@ fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, sto
     };
     let waker = ring.waker();
     let _ = tx.send(Report::Ready { waker: waker.clone() });
-    if stop.load(Ordering::Acquire) {
+    if control.stop.load(Ordering::Acquire) {
         waker.wake();
     }
     let limits = worker_limits(config);
     let head_limits = limits.head;
-    let mut worker = Worker::new(ring, wsgi, limits, stop);
+    let mut worker = Worker::new(ring, wsgi, limits, control);
+    if config.stats {
+        worker = worker.with_stats(index, cpu);
+    }
     let result = if config.threads > 1 {
         let pool = Pool::start(config.threads, interpreter.reference(), settings, head_limits, waker);
         worker = worker.with_pool(pool);
@@ -433,6 +445,7 @@ fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, sto
     } else {
         interpreter.attach(|py| worker.run(Some(py)))
     };
+    worker.report_stats();
     let (wsgi, pool) = worker.into_parts();
     if let Some(pool) = pool {
         pool.shutdown();

@@ -71,6 +71,8 @@ pub struct Memory {
     queued: Vec<Event>,
     dirty: Vec<u32>,
     open: usize,
+    /// `wait` calls so far (each stands for one kernel entry).
+    enters: u64,
     wake: Arc<EventFd>,
     paused: bool,
     stopped: bool,
@@ -95,6 +97,7 @@ impl Memory {
             queued: Vec::new(),
             dirty: Vec::new(),
             open: 0,
+            enters: 0,
             wake: Arc::new(wake),
             paused: false,
             stopped: false,
@@ -255,7 +258,12 @@ impl Memory {
 }
 
 impl Transport for Memory {
+    fn enters(&self) -> u64 {
+        self.enters
+    }
+
     fn wait(&mut self, events: &mut Vec<Event>) -> std::io::Result<()> {
+        self.enters += 1;
         let start = events.len();
         if self.wake.read().is_ok() {
             events.push(Event::Woken);

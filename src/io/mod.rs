@@ -137,6 +137,8 @@ pub trait Transport {
     fn connections(&self) -> usize;
     /// A handle other threads use to wake this loop (`Event::Woken`).
     fn waker(&self) -> Waker;
+    /// Kernel entries (io_uring_enter calls) so far, for statistics.
+    fn enters(&self) -> u64;
 }
 
 /// Wakes a transport's loop from any thread (`Event::Woken` at its next round).

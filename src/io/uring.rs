@@ -294,6 +294,8 @@ impl Slot {
 /// `IORING_SETUP_SINGLE_ISSUER`, so it must stay on the thread that created it.
 pub struct Uring {
     ring: IoUring,
+    /// io_uring_enter calls so far (statistics).
+    enters: u64,
     listener: TcpListener,
     wake_fd: Arc<EventFd>,
     /// Target of the eventfd read (kernel-written while `wake_armed`).
@@ -376,6 +378,7 @@ impl Uring {
         let ring = build_ring(entries.max(8))?;
         let wake_fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
         let uring = Uring {
+            enters: 0,
             ring,
             listener,
             wake_fd: Arc::new(wake_fd),
@@ -452,6 +455,7 @@ impl Uring {
     }
 
     fn enter(&mut self, want: usize) -> io::Result<()> {
+        self.enters += 1;
         match self.ring.submitter().submit_and_wait(want) {
             Ok(_) => Ok(()),
             // Interrupted, out of kernel resources for a moment, or CQ overflow: reap and loop.
@@ -1206,6 +1210,10 @@ impl Uring {
 }
 
 impl Transport for Uring {
+    fn enters(&self) -> u64 {
+        self.enters
+    }
+
     fn wait(&mut self, events: &mut Vec<Event>) -> io::Result<()> {
         self.woken = false;
         self.release();

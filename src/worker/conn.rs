@@ -39,6 +39,8 @@ pub struct Conn {
     pub draining: bool,
     /// Timestamps for the connection's deadlines.
     pub clock: Clock,
+    /// `--stats`: when the output now being sent was queued.
+    pub queued_at: Option<Instant>,
 }
 
 impl Conn {
@@ -58,6 +60,7 @@ impl Conn {
             ack: None,
             draining: false,
             clock: Clock::new(now),
+            queued_at: None,
         }
     }
 

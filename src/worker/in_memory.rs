@@ -3,12 +3,11 @@
 //! criterion benches drive.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Once};
 
 use pyo3::Python;
 
-use super::{Limits, Worker};
+use super::{Control, Limits, Worker};
 use crate::io::{ConnId, Event, Memory};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
@@ -85,7 +84,7 @@ pub fn with_in_memory_worker(module_source: &str, app: &str, f: impl FnOnce(&mut
             let interpreter = SubInterpreter::new().expect("an own-GIL subinterpreter");
             interpreter.attach(|py| {
                 let wsgi = Wsgi::load(py, &settings).expect("the app loads");
-                let worker = Worker::new(Memory::new(), wsgi, Limits::default(), Arc::new(AtomicBool::new(false)));
+                let worker = Worker::new(Memory::new(), wsgi, Limits::default(), Arc::new(Control::default()));
                 let mut harness = InMemoryWorker { py, worker, events: Vec::new() };
                 f(&mut harness);
                 harness.worker.into_parts().0.release(py);

@@ -12,10 +12,11 @@ mod body;
 mod conn;
 pub mod in_memory;
 mod pool;
+mod stats;
 mod timeouts;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -28,6 +29,7 @@ pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
 pub use pool::Pool;
+use stats::Stats;
 pub use timeouts::Timeouts;
 use timeouts::Expired;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
@@ -65,6 +67,16 @@ const MAX_UNSENT: usize = 4 << 20;
 /// Pipelined requests answered per connection before waiting for their responses to drain.
 const MAX_PIPELINED: usize = 64;
 
+/// Requests from the worker process's main thread to its worker threads (read on `Woken` only,
+/// never on the request path).
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop: close the connections and end the loop.
+    pub stop: AtomicBool,
+    /// Incremented for each statistics report asked for (SIGUSR2).
+    pub report: AtomicU64,
+}
+
 /// A worker's event loop over transport `T`.
 pub struct Worker<T: Transport> {
     io: T,
@@ -79,8 +91,12 @@ pub struct Worker<T: Transport> {
     /// Open connections, and whether accepting is paused because of `max_connections`.
     open: usize,
     accept_paused: bool,
-    stop: Arc<AtomicBool>,
+    control: Arc<Control>,
     stopping: bool,
+    /// Requests answered in the current round (the batch size).
+    answered: usize,
+    /// `--stats`: the block, who this worker is (index, CPU), the last report asked for.
+    stats: Option<(Stats, usize, usize, u64)>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -101,8 +117,9 @@ enum Next {
 }
 
 impl<T: Transport> Worker<T> {
-    /// `stop` is set (and the transport's waker woken) by whoever wants the loop to end.
-    pub fn new(io: T, wsgi: Wsgi, limits: Limits, stop: Arc<AtomicBool>) -> Self {
+    /// `control` is set (and the transport's waker woken) by whoever wants the loop to end or
+    /// report.
+    pub fn new(io: T, wsgi: Wsgi, limits: Limits, control: Arc<Control>) -> Self {
         Worker {
             io,
             wsgi,
@@ -113,8 +130,32 @@ impl<T: Transport> Worker<T> {
             now: Instant::now(),
             open: 0,
             accept_paused: false,
-            stop,
+            control,
             stopping: false,
+            answered: 0,
+            stats: None,
+        }
+    }
+
+    /// Keeps the `--stats` block for worker `index` on `cpu`; it is printed at exit and when
+    /// asked through `Control::report`.
+    pub fn with_stats(mut self, index: usize, cpu: usize) -> Self {
+        self.wsgi.enable_timing();
+        let asked = self.control.report.load(Ordering::Acquire);
+        self.stats = Some((Stats::default(), index, cpu, asked));
+        self
+    }
+
+    /// Prints the statistics block to stderr (if `--stats`).
+    pub fn report_stats(&mut self) {
+        let times = self.wsgi.times();
+        let enters = self.io.enters();
+        if let Some((stats, index, cpu, _)) = &mut self.stats {
+            stats.call = times;
+            stats.enters = enters;
+            let mut report = stats.report(*index, *cpu);
+            report.push('\n');
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), report.as_bytes());
         }
     }
 
@@ -144,9 +185,18 @@ impl<T: Transport> Worker<T> {
         }
         self.date.refresh(SystemTime::now());
         self.now = Instant::now();
+        let before = self.stats.as_ref().map(|_| self.wsgi.times());
         for &event in events.iter() {
             self.handle(py, event);
         }
+        if let (Some((stats, ..)), Some(before)) = (&mut self.stats, before) {
+            let after = self.wsgi.times();
+            let in_app = (after.environ + after.app + after.body) - (before.environ + before.app + before.body);
+            stats.parse += self.now.elapsed().saturating_sub(in_app);
+            stats.requests += self.answered as u64;
+            stats.round(self.answered);
+        }
+        self.answered = 0;
         Ok(!(self.stopping && self.io.connections() == 0))
     }
 
@@ -178,8 +228,15 @@ impl<T: Transport> Worker<T> {
             Event::Tick => self.check_deadlines(),
             Event::Woken => {
                 self.replies(py);
-                if self.stop.load(Ordering::Acquire) && !self.stopping {
+                if self.control.stop.load(Ordering::Acquire) && !self.stopping {
                     self.begin_stop();
+                }
+                let asked = self.control.report.load(Ordering::Acquire);
+                if let Some((_, _, _, seen)) = &mut self.stats {
+                    if *seen != asked {
+                        *seen = asked;
+                        self.report_stats();
+                    }
                 }
             }
         }
@@ -211,6 +268,12 @@ impl<T: Transport> Worker<T> {
     fn process(&mut self, py: Option<Python<'_>>, id: ConnId) {
         loop {
             let next = self.answer_requests(py, id);
+            if self.stats.is_some() && self.io.pending_output(id) > 0 {
+                let now = self.now;
+                if let Some(conn) = self.conn_mut(id) {
+                    conn.queued_at.get_or_insert(now);
+                }
+            }
             let Some(conn) = self.conn_mut(id) else { return };
             if let Some(incoming) = &mut conn.incoming {
                 for (file, offset, data) in incoming.queued_writes() {
@@ -247,7 +310,7 @@ impl<T: Transport> Worker<T> {
     /// Answers the complete requests at the front of the connection's input, until one needs
     /// the connection to do something else first.
     fn answer_requests(&mut self, py: Option<Python<'_>>, id: ConnId) -> Next {
-        let Worker { io, wsgi, conns, date, limits, pool, now, .. } = self;
+        let Worker { io, wsgi, conns, date, limits, pool, now, answered: answered_in_round, .. } = self;
         let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else { return Next::Wait };
         if conn.stream.is_some() || conn.in_pool || conn.closing {
             return Next::Wait;
@@ -359,6 +422,7 @@ impl<T: Transport> Worker<T> {
             let respond = wsgi.call(inline(py), &req, body, conn.peer, output, date);
             pos += total;
             answered += 1;
+            *answered_in_round += 1;
             conn.request_done();
             match respond {
                 Respond::Done { keep_alive: true } => continue,
@@ -386,6 +450,10 @@ impl<T: Transport> Worker<T> {
         let now = self.now;
         let Some(conn) = self.conn_mut(id) else { return };
         conn.clock.activity = now;
+        if let (Some(queued), Some((stats, ..))) = (conn.queued_at.take(), &mut self.stats) {
+            stats.sent(queued, now);
+        }
+        let Some(conn) = self.conn_mut(id) else { return };
         if conn.draining {
             conn.draining = false;
             return self.process(py, id);

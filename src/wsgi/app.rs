@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple};
@@ -28,6 +29,17 @@ pub struct AppSettings {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct LoadError(pub String);
+
+/// Time spent in the stages of the calls (when timing is on, for `--stats`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CallTimes {
+    /// Building the environ.
+    pub environ: Duration,
+    /// The app call, until it returns (start_response included).
+    pub app: Duration,
+    /// Iterating the body and encoding the response.
+    pub body: Duration,
+}
 
 /// The first step of a response.
 enum First {
@@ -62,6 +74,8 @@ struct State {
     environ: EnvironBuilder,
     names: Names,
     streams: Table<Stream>,
+    /// Stage times, when asked for.
+    times: Option<CallTimes>,
 }
 
 /// The WSGI side of one worker. Drop it only through [`Wsgi::release`].
@@ -96,10 +110,21 @@ impl Wsgi {
                 format_exception: bootstrap.getattr("format_exception")?.unbind(),
                 names: Names::new(py),
                 streams: Table::default(),
+                times: None,
             })
         })()
         .map_err(|e| LoadError(format!("cannot set up the worker: {e}")))?;
         Ok(Wsgi { state: Some(state) })
+    }
+
+    /// Starts timing the stages of every call ([`Wsgi::times`]).
+    pub fn enable_timing(&mut self) {
+        self.state().times = Some(CallTimes::default());
+    }
+
+    /// Stage times so far (zero unless timing is on).
+    pub fn times(&self) -> CallTimes {
+        self.state.as_ref().and_then(|s| s.times).unwrap_or_default()
     }
 
     fn state(&mut self) -> &mut State {
@@ -216,10 +241,19 @@ impl State {
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<Respond, Failure> {
+        let started = self.times.map(|_| Instant::now());
         let environ = self.environ.build(py, req, body, peer)?;
+        let built = started.map(|_| Instant::now());
         let start_response = self.start_response.bind(py).call0()?;
         let result = self.app.bind(py).call1((environ, &start_response))?;
-        match self.respond(&result, &start_response, out, date, info) {
+        let returned = started.map(|_| Instant::now());
+        let responded = self.respond(&result, &start_response, out, date, info);
+        if let (Some(times), Some(t0), Some(t1), Some(t2)) = (&mut self.times, started, built, returned) {
+            times.environ += t1 - t0;
+            times.app += t2 - t1;
+            times.body += t2.elapsed();
+        }
+        match responded {
             Ok(First::Streaming(handle)) => Ok(Respond::Streaming(handle)),
             Ok(First::Complete { keep_alive }) => {
                 let closed = self.close(py, &result);

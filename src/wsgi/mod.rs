@@ -19,7 +19,7 @@ mod response;
 mod strings;
 mod table;
 
-pub use app::{AppSettings, LoadError, Respond, Wsgi};
+pub use app::{AppSettings, CallTimes, LoadError, Respond, Wsgi};
 pub use environ::{EnvironSettings, Input};
 pub use interpreter::{
     detached, prepare_main_interpreter, python_version, InterpreterError, InterpreterRef, SubInterpreter, ThreadState,
