@@ -7,6 +7,7 @@ from harness import RawConn
 
 def test_stats_block_on_sigusr2_and_at_exit(server_factory):
     s = server_factory("wsgi_basic:app", "--workers", "2", "--stats")
+    assert s.wait_for_log("worker threads ready", timeout=10), s.logs()
     with RawConn(s.port) as c:
         for _ in range(20):
             assert c.request("GET", "/").status == 200
