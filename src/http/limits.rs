@@ -13,8 +13,8 @@
 //!   as it is known to be one, without buffering it whole. It resumes from a
 //!   [`ScanState`], so each call costs only the newly received bytes.
 //!
-//! Both report the same error for the same bytes, in the same order: the
-//! first line that breaks a rule decides.
+//! Both apply the same rules, line by line, so a head refused while it
+//! arrives is refused once complete as well.
 
 use memchr::memchr;
 
@@ -99,6 +99,20 @@ pub struct ScanState {
     request_line: (usize, usize),
     /// Length of the head, once its final CRLF was seen.
     head_len: Option<usize>,
+}
+
+impl ScanState {
+    /// Nothing scanned yet (same as `ScanState::default()`, usable in
+    /// `const` contexts).
+    pub const fn new() -> Self {
+        ScanState {
+            scanned: 0,
+            line_start: 0,
+            lines: 0,
+            request_line: (0, 0),
+            head_len: None,
+        }
+    }
 }
 
 /// Result of scanning a (possibly incomplete) head.
@@ -217,8 +231,11 @@ pub(crate) fn scan(
 /// - `None` otherwise, including when `buf` holds a complete head (then
 ///   call [`parse_head`](super::parse_head)).
 ///
-/// An error returned here is the one `parse_head` would return for the
-/// completed head, whatever follows.
+/// Once this returns an error, `parse_head` refuses the completed head
+/// too, whatever follows (normally with the same status; a head breaking
+/// two rules may be refused for the other one). Resuming gives the same
+/// answer as one call on the same bytes with a fresh state, as long as the
+/// earlier calls returned `None`.
 pub fn check_partial_head(
     buf: &[u8],
     limits: &HeadLimits,

@@ -15,6 +15,8 @@ pub mod chunked;
 pub mod date;
 pub mod limits;
 pub mod percent;
+#[cfg(test)]
+mod pipeline_tests;
 pub mod request;
 pub mod response;
 
