@@ -244,6 +244,9 @@ impl ChunkedDecoder {
                     self.push_digit(d)?;
                     Size
                 } else {
+                    // The size is complete: a well-formed one over the limit is 413 (a malformed
+                    // one, e.g. 17 digits, was 400 above).
+                    self.check_limit()?;
                     match b {
                         b'\r' => SizeLf,
                         b';' => {
@@ -430,7 +433,11 @@ impl ChunkedDecoder {
             .checked_mul(16)
             .and_then(|s| s.checked_add(u64::from(d)))
             .ok_or(ChunkError::bad("chunk size overflows"))?;
-        // The size only grows with more digits: fail as soon as it is too big.
+        Ok(())
+    }
+
+    /// Whether the chunk just announced fits within the body limit.
+    fn check_limit(&self) -> Result<(), ChunkError> {
         if self.limit != 0 {
             match self.decoded.checked_add(self.size) {
                 Some(total) if total <= self.limit => {}
@@ -761,8 +768,8 @@ mod tests {
         // Detected from the size line alone, before any data arrives.
         let mut d = ChunkedDecoder::new(1000);
         let mut v = Vec::new();
-        assert_eq!(d.decode(b"3e", &mut v), Ok(2));
-        assert_eq!(d.decode(b"9", &mut v).unwrap_err().status, 413);
+        assert_eq!(d.decode(b"3e9", &mut v), Ok(3));
+        assert_eq!(d.decode(b"\r", &mut v).unwrap_err().status, 413);
         assert!(v.is_empty());
         // Huge sizes against a limit: 413, not overflow.
         assert_eq!(status_with_limit(b"ffffffffffffffff\r\n", 1 << 40), 413);
