@@ -70,11 +70,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 8190)]
     pub limit_request_line: usize,
 
-    /// Most header fields in a request; more get 431.
-    #[arg(long, value_name = "INT", default_value_t = 100)]
+    /// Most header fields in a request (at most 128); more get 431.
+    #[arg(long, value_name = "INT", default_value_t = 100, value_parser = clap::builder::ValueParser::new(parse_fields_limit))]
     pub limit_request_fields: usize,
 
-    /// Largest header field (name and value) in bytes; longer ones get 431.
+    /// Largest header field in bytes (name, value and CRLF, counted as gunicorn does); longer
+    /// ones get 431.
     #[arg(long, alias = "limit-request-field_size", value_name = "BYTES", default_value_t = 8190)]
     pub limit_request_field_size: usize,
 
@@ -167,6 +168,14 @@ impl WorkerConfig {
     /// wsgi.multiprocess: true when requests of this app may be served by more than one worker.
     pub fn multiprocess(&self) -> bool {
         self.cpus.len() > 1
+    }
+}
+
+/// `--limit-request-fields`: 1 to 128 (the parser's header slots).
+fn parse_fields_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=crate::http::MAX_HEADERS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number from 1 to {}", crate::http::MAX_HEADERS)),
     }
 }
 
