@@ -93,6 +93,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         std::env::set_current_dir(dir).map_err(|e| config::ConfigError::Chdir(dir.clone(), e))?;
     }
     let cpus = config::worker_cpus(args.workers)?;
+    raise_open_files_limit();
     if args.threads == 0 {
         return Err(config::ConfigError::Threads.into());
     }
@@ -156,6 +157,35 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     };
     drop(listeners);
     Ok(code)
+}
+
+/// Every connection is a descriptor of the one worker process: raise the soft limit on open
+/// files to the hard limit (the worker process inherits it).
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}
+
+/// Why io_uring could not be set up, with what to do about it.
+fn explain_ring_error(e: &std::io::Error) -> String {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOMEM) => {
+            " (io_uring rings count against RLIMIT_MEMLOCK: raise it, e.g. LimitMEMLOCK=infinity in \
+             a systemd unit or `ulimit -l`, or grant CAP_IPC_LOCK; see tuning/README.md)"
+        }
+        Some(libc::EPERM) | Some(libc::ENOSYS) => {
+            " (io_uring is disabled here: kernel.io_uring_disabled, or a container's seccomp \
+             profile; see tuning/README.md)"
+        }
+        _ => "",
+    };
+    format!("cannot set up io_uring: {e}{hint}")
 }
 
 /// Binds one SO_REUSEPORT listener per worker. A plain bind first checks the address is free,
@@ -423,7 +453,7 @@ fn worker_thread(index: usize, listener: TcpListener, config: &WorkerConfig, con
         Err(e) => {
             interpreter.attach(|py| wsgi.release(py));
             interpreter.end();
-            return fail(format!("cannot set up io_uring: {e}"));
+            return fail(explain_ring_error(&e));
         }
     };
     let waker = ring.waker();
