@@ -73,6 +73,8 @@ pub struct Memory {
     open: usize,
     /// `wait` calls so far (each stands for one kernel entry).
     enters: u64,
+    /// Handed out by `waker()`; its eventfd is read only after a wake.
+    waker: Waker,
     wake: Arc<EventFd>,
     paused: bool,
     stopped: bool,
@@ -89,8 +91,8 @@ impl Default for Memory {
 impl Memory {
     /// An empty transport. Panics only if no eventfd can be created (for tests and benches).
     pub fn new() -> Memory {
-        let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .expect("eventfd for Memory transport");
+        let wake: Arc<EventFd> = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .expect("eventfd for Memory transport"));
         Memory {
             slots: Vec::new(),
             free: Vec::new(),
@@ -98,7 +100,8 @@ impl Memory {
             dirty: Vec::new(),
             open: 0,
             enters: 0,
-            wake: Arc::new(wake),
+            waker: Waker::new(wake.clone()),
+            wake,
             paused: false,
             stopped: false,
             backlog: VecDeque::new(),
@@ -265,7 +268,7 @@ impl Transport for Memory {
     fn wait(&mut self, events: &mut Vec<Event>) -> std::io::Result<()> {
         self.enters += 1;
         let start = events.len();
-        if self.wake.read().is_ok() {
+        if self.waker.take_pending() && self.wake.read().is_ok() {
             events.push(Event::Woken);
         }
         // Events queued by the peer side; anything but `Closed` for a connection the caller
@@ -442,7 +445,7 @@ impl Transport for Memory {
     }
 
     fn waker(&self) -> Waker {
-        Waker::new(self.wake.clone())
+        self.waker.clone()
     }
 }
 

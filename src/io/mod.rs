@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nix::sys::eventfd::EventFd;
@@ -145,17 +146,26 @@ pub trait Transport {
 #[derive(Clone)]
 pub struct Waker {
     fd: Arc<EventFd>,
+    /// Set before each wake, so a transport that polls (Memory) reads the eventfd only when
+    /// there is something to read.
+    pending: Arc<AtomicBool>,
 }
 
 impl Waker {
     pub(crate) fn new(fd: Arc<EventFd>) -> Waker {
-        Waker { fd }
+        Waker { fd, pending: Arc::new(AtomicBool::new(false)) }
     }
 
     /// Adds 1 to the eventfd counter. Errors are ignored (the only possible one is a counter
     /// overflow, which still leaves the loop woken).
     pub fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
         let _ = self.fd.write(1);
+    }
+
+    /// Whether a wake happened since the last call.
+    pub(crate) fn take_pending(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
     }
 }
 
