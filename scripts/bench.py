@@ -38,8 +38,24 @@ WORKLOADS = {
     "large": ("large:app", ["get"]),
     "flask": ("flask_app:app", ["get"]),
     "pipelined": ("plaintext:app", ["pipeline", "16"]),
+    # Two workers each, on both cores (the load generator shares them): not pinned.
+    "plaintext-w2": ("plaintext:app", ["get"]),
 }
-SERVERS = ("ringwsgi", "granian", "gunicorn")
+SERVERS = ("ringwsgi", "granian", "gunicorn", "bjoern")
+
+# bjoern has no command line: listen once, fork, run in every process (shared/bench/README.md).
+BJOERN_RUNNER = """
+import importlib, os, sys
+sys.path.insert(0, os.getcwd())
+module, _, name = sys.argv[1].partition(":")
+app = getattr(importlib.import_module(module), name)
+import bjoern
+bjoern.listen(app, "127.0.0.1", int(sys.argv[2]))
+for _ in range(int(sys.argv[3]) - 1):
+    if os.fork() == 0:
+        break
+bjoern.run()
+"""
 SERVER_CPU = "1"
 WRK_CPU = "0"
 CONNECTIONS = 64
@@ -154,20 +170,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_cmd(server: str, app: str, port: int, root: Path) -> list[str]:
-    pin = ["taskset", "-c", SERVER_CPU]
+def server_cmd(server: str, app: str, port: int, root: Path, workers: int = 1) -> list[str]:
+    # One worker: pinned to SERVER_CPU. Several: on every CPU (taskset keeps argv[3] the exe).
+    pin = ["taskset", "-c", SERVER_CPU if workers == 1 else f"0-{os.cpu_count() - 1}"]
+    w = str(workers)
     if server == "ringwsgi":
         exe = root / ".venv" / "bin" / "ringwsgi"
-        return pin + [str(exe), "--workers", "1", "--bind", f"127.0.0.1:{port}", app]
+        return pin + [str(exe), "--workers", w, "--bind", f"127.0.0.1:{port}", app]
     if server == "granian":
         exe = root / ".bench-venv" / "bin" / "granian"
-        return pin + [str(exe), "--interface", "wsgi", "--workers", "1",
+        return pin + [str(exe), "--interface", "wsgi", "--workers", w,
                       "--blocking-threads", "1", "--host", "127.0.0.1",
                       "--port", str(port), app]
     if server == "gunicorn":
         exe = root / ".bench-venv" / "bin" / "gunicorn"
-        return pin + [str(exe), "-k", "gthread", "--threads", "4", "-w", "1",
+        return pin + [str(exe), "-k", "gthread", "--threads", "4", "-w", w,
                       "-b", f"127.0.0.1:{port}", app]
+    if server == "bjoern":
+        exe = root / ".bench-venv" / "bin" / "python"
+        runner = root / ".bench-venv" / "bjoern_runner.py"
+        runner.write_text(BJOERN_RUNNER)
+        return pin + [str(exe), str(runner), app, str(port), w]
     raise ValueError(server)
 
 
@@ -194,8 +217,8 @@ def tail(path: Path, n: int = 3) -> str:
     return " | ".join(errs[-n:] if errs else lines[-n:])
 
 
-def start_server(server, app, port, root, apps_dir, logfile: Path) -> subprocess.Popen:
-    cmd = server_cmd(server, app, port, root)
+def start_server(server, app, port, root, apps_dir, logfile: Path, workers: int = 1) -> subprocess.Popen:
+    cmd = server_cmd(server, app, port, root, workers)
     exe = Path(cmd[3])
     if not exe.exists():
         raise StartError(f"{exe} is missing")
@@ -217,8 +240,8 @@ def start_server(server, app, port, root, apps_dir, logfile: Path) -> subprocess
     raise StartError(f"no answer within {STARTUP_TIMEOUT:.0f}s: {tail(logfile)}")
 
 
-def run_wrk(port, mode, duration, bench_dir: Path, latency: bool) -> dict:
-    cmd = ["taskset", "-c", WRK_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s"]
+def run_wrk(port, mode, duration, bench_dir: Path, latency: bool, pinned: bool = True) -> dict:
+    cmd = (["taskset", "-c", WRK_CPU] if pinned else []) + ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s"]
     if latency:
         cmd.append("--latency")
     cmd += ["--timeout", "2s", "-s", str(bench_dir / "bench.lua"),
@@ -244,17 +267,19 @@ def one_run(server, workload, args, root, bench_dir, log_dir) -> dict:
     port = free_port()
     logfile = log_dir / f"{server}-{workload}-{port}.log"
     try:
-        proc = start_server(server, app, port, root, bench_dir / "apps", logfile)
+        workers = 2 if workload.endswith("-w2") else 1
+        proc = start_server(server, app, port, root, bench_dir / "apps", logfile, workers)
     except StartError as e:
         return {"ok": False, "error": f"start: {e}"}
     pgid = proc.pid
     try:
-        run_wrk(port, mode, args.warmup, bench_dir, latency=False)
+        pinned = not workload.endswith("-w2")
+        run_wrk(port, mode, args.warmup, bench_dir, latency=False, pinned=pinned)
         if proc.poll() is not None:
             return {"ok": False, "error": f"died during warm-up: {tail(logfile)}"}
         cpu0 = group_cpu_seconds(pgid)
         t0 = time.monotonic()
-        res = run_wrk(port, mode, args.duration, bench_dir, latency=True)
+        res = run_wrk(port, mode, args.duration, bench_dir, latency=True, pinned=pinned)
         cpu = group_cpu_seconds(pgid) - cpu0
         wall = time.monotonic() - t0
         hwm = group_hwm_kib(pgid)
@@ -417,8 +442,8 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent,
                     help=argparse.SUPPRESS)
     ap.add_argument("--servers", type=lambda v: csv_list(v, SERVERS),
-                    default=["ringwsgi", "granian"],
-                    help="comma-separated: ringwsgi,granian,gunicorn (default ringwsgi,granian)")
+                    default=["ringwsgi", "granian", "bjoern"],
+                    help="comma-separated: ringwsgi,granian,gunicorn,bjoern (default ringwsgi,granian,bjoern)")
     ap.add_argument("--workloads", type=lambda v: csv_list(v, list(WORKLOADS)),
                     default=list(WORKLOADS),
                     help="comma-separated: " + ",".join(WORKLOADS) + " (default all)")
