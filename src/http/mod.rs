@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 
 pub mod chunked;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod date;
 pub mod limits;
 pub mod percent;
