@@ -11,6 +11,7 @@ use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple};
 
 use super::environ::{EnvironBuilder, EnvironSettings, Input};
 use super::response::{self, Failure, FileBody, Names, RequestInfo, Stream};
+use super::start_response::StartResponse;
 use super::table::{Handle, Table};
 use crate::http::{self, DateCache, Request};
 
@@ -68,7 +69,7 @@ pub enum Respond {
 
 struct State {
     app: Py<PyAny>,
-    start_response: Py<PyAny>,
+    start_response: StartResponse,
     file_wrapper: Py<PyAny>,
     format_exception: Py<PyAny>,
     environ: EnvironBuilder,
@@ -104,7 +105,7 @@ impl Wsgi {
             let file_wrapper = bootstrap.getattr("FileWrapper")?;
             Ok(State {
                 app: app.unbind(),
-                start_response: bootstrap.getattr("StartResponse")?.unbind(),
+                start_response: StartResponse::new(py)?,
                 environ: EnvironBuilder::new(py, &settings.environ, &file_wrapper)?,
                 file_wrapper: file_wrapper.unbind(),
                 format_exception: bootstrap.getattr("format_exception")?.unbind(),
@@ -168,9 +169,10 @@ impl Wsgi {
             return Respond::Abort;
         };
         let iter = stream.iter.bind(py).clone();
-        let start_response = stream.start_response.bind(py).clone();
+        // This response is the current one again (exc_info re-raises, write() lands here).
+        state.start_response.restore(py, &stream.saved);
         let body = &mut stream.body;
-        let pulled = response::pull(&iter, &start_response, &state.names, false, |b| {
+        let pulled = response::pull(&iter, &state.start_response, false, |b| {
             body.write(out, b.as_bytes())
         });
         // A body that has sent all of its Content-Length is over: the app's extra items are not
@@ -244,10 +246,10 @@ impl State {
         let started = self.times.map(|_| Instant::now());
         let environ = self.environ.build(py, req, body, peer)?;
         let built = started.map(|_| Instant::now());
-        let start_response = self.start_response.bind(py).call0()?;
-        let result = self.app.bind(py).call1((environ, &start_response))?;
+        self.start_response.reset(py);
+        let result = self.app.bind(py).call1((environ, self.start_response.callable(py)))?;
         let returned = started.map(|_| Instant::now());
-        let responded = self.respond(&result, &start_response, out, date, info);
+        let responded = self.respond(&result, out, date, info);
         if let (Some(times), Some(t0), Some(t1), Some(t2)) = (&mut self.times, started, built, returned) {
             times.environ += t1 - t0;
             times.app += t2 - t1;
@@ -276,11 +278,11 @@ impl State {
     fn respond(
         &mut self,
         result: &Bound<'_, PyAny>,
-        start_response: &Bound<'_, PyAny>,
         out: &mut Vec<u8>,
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<First, Failure> {
+        let py = result.py();
         if result.is_instance_of::<PyBytes>() || result.is_instance_of::<PyString>() {
             return Err(Failure::Invalid(format!(
                 "the app returned a bare {} object; it must return an iterable of bytes (e.g. [body])",
@@ -289,24 +291,26 @@ impl State {
         }
         if result.get_type().is(self.file_wrapper.bind(result.py())) {
             if let Some(file) = response::wrapped_file(result, &self.names) {
-                return self.respond_file(file, start_response, out, date, info);
+                return self.respond_file(py, file, out, date, info);
             }
         }
         let iter = result.try_iter()?;
         let whole = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
         let mut items: Vec<Bound<'_, PyBytes>> = Vec::new();
         let mut total = 0;
-        let exhausted = response::pull(&iter, start_response, &self.names, whole, |b| {
+        let exhausted = response::pull(&iter, &self.start_response, whole, |b| {
             total += b.as_bytes().len() as u64;
             items.push(b)
         })?;
         let known_len = exhausted.then_some(total);
         let (mut body, keep_alive) =
-            response::write_head(out, start_response, &self.names, info, known_len, date)?;
+            response::write_head(py, out, &self.start_response, info, known_len, date)?;
         for item in &items {
             body.write(out, item.as_bytes());
         }
-        if exhausted {
+        // A body that delivered all of its Content-Length is complete without pulling further
+        // (a framework's one-item iterator then costs no second round).
+        if exhausted || body.is_full() {
             let complete = body.finish(out);
             return Ok(First::Complete { keep_alive: keep_alive && complete });
         }
@@ -314,11 +318,11 @@ impl State {
             // No body is sent for HEAD: stop iterating (close() follows).
             return Ok(First::Complete { keep_alive });
         }
-        response::mark_sent(start_response, &self.names)?;
+        self.start_response.mark_sent(py);
         let handle = self.streams.insert(Stream {
             iter: iter.unbind(),
             result: result.clone().unbind(),
-            start_response: start_response.clone().unbind(),
+            saved: self.start_response.save(py),
             body,
             keep_alive,
         });
@@ -328,18 +332,14 @@ impl State {
     /// The head for a file sent from its descriptor; the app's Content-Length, if any, bounds it.
     fn respond_file(
         &mut self,
+        py: Python<'_>,
         mut file: FileBody,
-        start_response: &Bound<'_, PyAny>,
         out: &mut Vec<u8>,
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<First, Failure> {
-        let py = start_response.py();
-        if start_response.getattr(self.names.status.bind(py))?.is_none() {
-            return Err(Failure::Invalid("the app did not call start_response()".into()));
-        }
         let (body, keep_alive) =
-            response::write_head(out, start_response, &self.names, info, Some(file.len), date)?;
+            response::write_head(py, out, &self.start_response, info, Some(file.len), date)?;
         let Some(declared) = body.declared_len() else {
             // HEAD, 204, 304: no body.
             return Ok(First::Complete { keep_alive });

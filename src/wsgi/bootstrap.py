@@ -1,6 +1,6 @@
 """Run by ringwsgi in each worker interpreter (never imported from the ringwsgi package: the
 native extension cannot be loaded inside a subinterpreter). Holds the pieces of the WSGI glue that
-are simplest in Python: loading the app, the start_response callable, formatting tracebacks."""
+are simplest in Python: loading the app, wsgi.file_wrapper, formatting tracebacks."""
 
 import ast
 import importlib
@@ -104,51 +104,3 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
-
-
-# Data passed to write() is held until the app returns (the app runs on the I/O thread): bounded.
-WRITE_LIMIT = 16 * 1024 * 1024
-
-
-class StartResponse:
-    """The start_response callable of one request (PEP 3333). The server reads status, headers
-    and written after the call, and sets sent once the response head has gone out."""
-
-    status = None
-    headers = None
-    sent = False
-    written = None
-    written_size = 0
-
-    def __call__(self, status, headers, exc_info=None):
-        if exc_info is not None:
-            try:
-                if self.sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise AssertionError("start_response() called a second time without exc_info")
-        if type(status) is not str:
-            raise TypeError(f"status must be str, not {type(status).__name__}")
-        if type(headers) is not list:
-            raise TypeError(f"headers must be a list, not {type(headers).__name__}")
-        self.status = status
-        self.headers = headers
-        return self.write
-
-    def write(self, data):
-        if self.status is None:
-            raise AssertionError("write() called before start_response()")
-        if type(data) is not bytes:
-            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-        self.written_size += len(data)
-        if self.written_size > WRITE_LIMIT:
-            raise RuntimeError(
-                f"write() was given over {WRITE_LIMIT} bytes in one call of the app; "
-                "return an iterable instead (ringwsgi holds write() data until the app returns)"
-            )
-        if self.written is None:
-            self.written = [data]
-        else:
-            self.written.append(data)

@@ -16,6 +16,7 @@ mod app;
 mod environ;
 mod interpreter;
 mod response;
+mod start_response;
 mod strings;
 mod table;
 

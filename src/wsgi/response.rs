@@ -11,16 +11,12 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 
+use super::start_response::{Saved, StartResponse};
 use super::strings::latin1_bytes;
 use crate::http::{self, DateCache, Framing, HeadWriter, Version};
 
 /// Interned attribute names used on every request.
 pub struct Names {
-    pub status: Py<PyString>,
-    pub headers: Py<PyString>,
-    pub written: Py<PyString>,
-    pub written_size: Py<PyString>,
-    pub sent: Py<PyString>,
     pub close: Py<PyString>,
     pub filelike: Py<PyString>,
 }
@@ -28,15 +24,7 @@ pub struct Names {
 impl Names {
     pub fn new(py: Python<'_>) -> Self {
         let i = |s| PyString::intern(py, s).unbind();
-        Names {
-            status: i("status"),
-            headers: i("headers"),
-            written: i("written"),
-            written_size: i("written_size"),
-            sent: i("sent"),
-            close: i("close"),
-            filelike: i("filelike"),
-        }
+        Names { close: i("close"), filelike: i("filelike") }
     }
 }
 
@@ -44,7 +32,8 @@ impl Names {
 pub struct Stream {
     pub iter: Py<PyIterator>,
     pub result: Py<PyAny>,
-    pub start_response: Py<PyAny>,
+    /// start_response's state for this response, restored before each resumption.
+    pub saved: Saved,
     pub body: BodyWriter,
     pub keep_alive: bool,
 }
@@ -141,21 +130,20 @@ pub struct RequestInfo {
 /// Returns whether the iterator is exhausted.
 pub fn pull<'py>(
     iter: &Bound<'py, PyIterator>,
-    start_response: &Bound<'py, PyAny>,
-    names: &Names,
+    start_response: &StartResponse,
     all: bool,
     mut sink: impl FnMut(Bound<'py, PyBytes>),
 ) -> Result<bool, Failure> {
     let mut iter = iter.clone();
     if all {
         // The app has returned a list: every write() call happened already, and comes first.
-        take_written(start_response, names, &mut sink)?;
+        take_written(iter.py(), start_response, &mut sink)?;
     }
     loop {
         let next = iter.next();
         if !all {
             // A generator may call write() while it runs: its data precedes the item.
-            take_written(start_response, names, &mut sink)?;
+            take_written(iter.py(), start_response, &mut sink)?;
         }
         let Some(item) = next else { return Ok(true) };
         let bytes = item?.cast_into::<PyBytes>().map_err(|e| {
@@ -174,40 +162,32 @@ pub fn pull<'py>(
 
 /// Moves what the app passed to write() (since the last call) to `sink`, in order.
 fn take_written<'py>(
-    start_response: &Bound<'py, PyAny>,
-    names: &Names,
+    py: Python<'py>,
+    start_response: &StartResponse,
     sink: &mut dyn FnMut(Bound<'py, PyBytes>),
 ) -> PyResult<()> {
-    let py = start_response.py();
-    let written = start_response.getattr(names.written.bind(py))?;
-    if written.is_none() {
-        return Ok(());
-    }
-    start_response.setattr(names.written.bind(py), py.None())?;
-    start_response.setattr(names.written_size.bind(py), 0)?;
-    for item in written.cast_into::<PyList>()?.iter() {
-        sink(item.cast_into::<PyBytes>()?);
+    if let Some(written) = start_response.take_written(py) {
+        for item in written.cast_into::<PyList>()?.iter() {
+            sink(item.cast_into::<PyBytes>()?);
+        }
     }
     Ok(())
 }
 
 /// Writes the head from the app's start_response arguments and returns the body writer.
 pub fn write_head(
+    py: Python<'_>,
     out: &mut Vec<u8>,
-    start_response: &Bound<'_, PyAny>,
-    names: &Names,
+    start_response: &StartResponse,
     req: &RequestInfo,
     known_len: Option<u64>,
     date: &DateCache,
 ) -> Result<(BodyWriter, bool), Failure> {
-    let py = start_response.py();
-    let status = start_response.getattr(names.status.bind(py))?;
-    if status.is_none() {
+    let Some((status, headers)) = start_response.status_and_headers(py) else {
         return Err(Failure::Invalid("the app did not call start_response()".into()));
-    }
+    };
     let mut head = HeadWriter::new(out, req.version, &latin1_bytes(&status)?)
         .map_err(|e| Failure::Invalid(e.to_string()))?;
-    let headers = start_response.getattr(names.headers.bind(py))?;
     for item in headers.cast_into::<PyList>().map_err(PyErr::from)?.iter() {
         let pair = match item.cast::<PyTuple>() {
             Ok(t) if t.len() == 2 => t,
@@ -238,12 +218,6 @@ pub fn write_head(
     let keep_alive = req.keep_alive && framing != Framing::UntilClose;
     head.finish(framing, keep_alive, req.version, date);
     Ok((BodyWriter::new(framing, send), keep_alive))
-}
-
-/// Tells start_response that the head has gone out, so a later call with exc_info re-raises
-/// (only a streaming response can still call it).
-pub fn mark_sent(start_response: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> {
-    start_response.setattr(names.sent.bind(start_response.py()), true)
 }
 
 /// Calls the iterable's close(), if it has one (PEP 3333: exactly once, whatever happened).
