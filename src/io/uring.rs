@@ -292,6 +292,9 @@ impl Slot {
 
 /// The io_uring transport (see module docs). Not `Send`: the ring is set up
 /// `IORING_SETUP_SINGLE_ISSUER`, so it must stay on the thread that created it.
+/// Send buffers above this capacity are trimmed back to it once drained.
+const KEEP_BUFFER: usize = 64 * 1024;
+
 pub struct Uring {
     ring: IoUring,
     /// io_uring_enter calls so far (statistics).
@@ -661,6 +664,10 @@ impl Uring {
 
     fn arm_recv(&mut self, index: usize) {
         let slot = &mut self.slots[index];
+        if slot.input.is_empty() && slot.input.capacity() > KEEP_BUFFER {
+            // The large body that grew it is gone: give the memory back.
+            slot.input.shrink_to(RECV_RESERVE);
+        }
         slot.input.reserve(RECV_RESERVE);
         let spare = slot.input.spare_capacity_mut();
         let len = spare.len().min(MAX_OP_LEN) as u32;
@@ -1017,6 +1024,11 @@ impl Uring {
             return;
         }
         slot.inflight.clear();
+        // A large response should not keep its buffer for the connection's whole life (the
+        // output buffer, swapped in here after its next send, is trimmed the same way).
+        if slot.inflight.capacity() > KEEP_BUFFER {
+            slot.inflight.shrink_to(KEEP_BUFFER);
+        }
         slot.sent = 0;
         slot.notify = true;
         self.advance(index);
