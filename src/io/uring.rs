@@ -292,7 +292,7 @@ impl Slot {
 
 /// The io_uring transport (see module docs). Not `Send`: the ring is set up
 /// `IORING_SETUP_SINGLE_ISSUER`, so it must stay on the thread that created it.
-/// Send buffers above this capacity are trimmed back to it once drained.
+/// A receive buffer above this capacity is trimmed back once empty (after a large body).
 const KEEP_BUFFER: usize = 64 * 1024;
 
 pub struct Uring {
@@ -1024,11 +1024,6 @@ impl Uring {
             return;
         }
         slot.inflight.clear();
-        // A large response should not keep its buffer for the connection's whole life (the
-        // output buffer, swapped in here after its next send, is trimmed the same way).
-        if slot.inflight.capacity() > KEEP_BUFFER {
-            slot.inflight.shrink_to(KEEP_BUFFER);
-        }
         slot.sent = 0;
         slot.notify = true;
         self.advance(index);
