@@ -59,7 +59,19 @@ def _resolve(module, expr, spec):
 
 
 def load_app(spec, paths):
-    """Imports MODULE and returns APP (or calls FACTORY()) for spec 'MODULE:APP'."""
+    """Imports MODULE and returns APP (or calls FACTORY()) for spec 'MODULE:APP'. Loaded once per
+    interpreter: the --threads pool's threads get the app the worker loaded (a factory is called
+    once)."""
+    loaded = getattr(sys, "_ringwsgi_apps", None)
+    if loaded is None:
+        loaded = sys._ringwsgi_apps = {}
+    if spec in loaded:
+        return loaded[spec]
+    loaded[spec] = app = _load_app(spec, paths)
+    return app
+
+
+def _load_app(spec, paths):
     for path in reversed(paths):
         if path in sys.path:
             sys.path.remove(path)
