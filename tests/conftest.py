@@ -4,27 +4,26 @@ import sys
 
 import pytest
 
-from harness import APPS_DIR, Server, live_servers
+from harness import APPS_DIR, live_servers, start_or_fail
 
 # Tests import constants and helpers from the apps (e.g. wsgi_basic.pattern_bytes).
 sys.path.insert(0, str(APPS_DIR))
 
 
-def _start_or_fail(*args, **kwargs) -> Server:
-    """Start a Server; a start-up failure becomes a test failure with the logs."""
-    try:
-        return Server(*args, **kwargs)
-    except AssertionError as e:
-        pytest.fail(f"could not start ringwsgi: {e}", pytrace=False)
-
-
 @contextlib.contextmanager
 def _serving(*args, **kwargs):
-    srv = _start_or_fail(*args, **kwargs)
+    srv = start_or_fail(*args, **kwargs)
     try:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sem():
+    """semantics_app with one worker (so the app's counters are shared by all requests)."""
+    with _serving("semantics_app:app", "--workers", "1") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,7 +51,7 @@ def server_factory():
     started = []
 
     def start(app, *args, **kwargs):
-        srv = _start_or_fail(app, *args, **kwargs)
+        srv = start_or_fail(app, *args, **kwargs)
         started.append(srv)
         return srv
 

@@ -316,6 +316,16 @@ class Server:
             self.kill()
 
 
+def start_or_fail(*args: str, **kwargs) -> Server:
+    """Start a Server; a start-up failure becomes a test failure with the logs."""
+    import pytest
+
+    try:
+        return Server(*args, **kwargs)
+    except AssertionError as e:
+        pytest.fail(f"could not start ringwsgi: {e}", pytrace=False)
+
+
 def run_cli(*args: str, cwd: Path | str = APPS_DIR, timeout: float = 15.0, env: dict | None = None):
     """Run ringwsgi to completion (for --help and start-up errors).
 

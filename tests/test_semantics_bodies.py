@@ -10,23 +10,8 @@ import uuid
 
 import pytest
 
-from harness import RawConn, Server, build_request
+from harness import RawConn, build_request, start_or_fail
 from semantics_app import INPUT_SCENARIOS, run_scenario
-
-
-def _start(*args, **kwargs) -> Server:
-    try:
-        return Server(*args, **kwargs)
-    except AssertionError as e:
-        pytest.fail(f"could not start ringwsgi: {e}", pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def sem():
-    """semantics_app with one worker (so the app's counters are shared by all requests)."""
-    srv = _start("semantics_app:app", "--workers", "1")
-    yield srv
-    srv.stop()
 
 
 def sha(data: bytes) -> str:
@@ -300,7 +285,7 @@ def expected_ops(name, body=INPUT_BODY):
 
 @pytest.fixture(scope="module")
 def spool16():
-    srv = _start("semantics_app:app", "--workers", "1", "--spool-threshold", "16")
+    srv = start_or_fail("semantics_app:app", "--workers", "1", "--spool-threshold", "16")
     yield srv
     srv.stop()
 

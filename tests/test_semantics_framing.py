@@ -1,21 +1,7 @@
 """Response framing: the app's Content-Length is enforced; HEAD, 204 and 304 carry no body."""
 import pytest
 
-from harness import RawConn, Server, build_request
-
-
-def _start(*args, **kwargs) -> Server:
-    try:
-        return Server(*args, **kwargs)
-    except AssertionError as e:
-        pytest.fail(f"could not start ringwsgi: {e}", pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def sem():
-    srv = _start("semantics_app:app", "--workers", "1")
-    yield srv
-    srv.stop()
+from harness import RawConn, build_request
 
 
 def digits(n):

@@ -4,21 +4,7 @@ import uuid
 
 import pytest
 
-from harness import RawConn, Server, build_request, decode_chunked_prefix
-
-
-def _start(*args, **kwargs) -> Server:
-    try:
-        return Server(*args, **kwargs)
-    except AssertionError as e:
-        pytest.fail(f"could not start ringwsgi: {e}", pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def sem():
-    srv = _start("semantics_app:app", "--workers", "1")
-    yield srv
-    srv.stop()
+from harness import RawConn, build_request, decode_chunked_prefix
 
 
 def get(srv, path, method="GET"):

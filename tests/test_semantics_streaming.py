@@ -8,23 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
-from harness import RawConn, Server, build_request, decode_chunked_prefix
+from harness import RawConn, build_request, decode_chunked_prefix
 from semantics_app import blob
-
-
-def _start(*args, **kwargs) -> Server:
-    try:
-        return Server(*args, **kwargs)
-    except AssertionError as e:
-        pytest.fail(f"could not start ringwsgi: {e}", pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def sem():
-    """One worker: the app's counters (close calls, produced chunks, open files) are shared."""
-    srv = _start("semantics_app:app", "--workers", "1")
-    yield srv
-    srv.stop()
 
 
 def sha(data: bytes) -> str:

@@ -266,7 +266,7 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// Appends `n` in decimal, formatted on the stack.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20]; // u64::MAX has 20 digits
     let mut i = buf.len();
     loop {

@@ -92,20 +92,6 @@ pub struct EnvironBuilder {
     last_remote: Option<(IpAddr, Py<PyString>)>,
 }
 
-/// `n` in decimal, written into `buf`.
-fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
 fn interned(py: Python<'_>, s: &str) -> Py<PyString> {
     PyString::intern(py, s).unbind()
 }
@@ -216,8 +202,11 @@ impl EnvironBuilder {
         }
         let remote_addr = self.remote_addr(py, peer.ip());
         env.set_item(&self.k_remote_addr, remote_addr)?;
-        let mut port = [0u8; 5];
-        env.set_item(&self.k_remote_port, PyString::new(py, decimal(peer.port(), &mut port)))?;
+        self.scratch.clear();
+        http::response::push_decimal(&mut self.scratch, u64::from(peer.port()));
+        // Digits are ASCII.
+        let port = std::str::from_utf8(&self.scratch).unwrap_or("0");
+        env.set_item(&self.k_remote_port, PyString::new(py, port))?;
         self.set_headers(py, &env, req)?;
         let input = match body {
             Input::Bytes(bytes) => self.bytes_io.bind(py).call1((pyo3::types::PyBytes::new(py, bytes),))?,
@@ -309,14 +298,6 @@ impl EnvironBuilder {
 #[cfg(test)]
 mod tests {
     use super::header_key;
-
-    #[test]
-    fn decimals() {
-        let mut buf = [0u8; 5];
-        assert_eq!(super::decimal(0, &mut buf), "0");
-        assert_eq!(super::decimal(8080, &mut buf), "8080");
-        assert_eq!(super::decimal(65535, &mut buf), "65535");
-    }
 
     #[test]
     fn header_keys() {
