@@ -79,6 +79,17 @@ def test_write_callable_data_precedes_iterable(sem):
         assert c.request("GET", "/").body == b"ok"
 
 
+def test_write_buffering_is_bounded(sem):
+    """write() data is held until the app returns (the app runs on the I/O thread): over 16 MiB
+    the write() call raises, the client gets a 500, and the worker goes on."""
+    with RawConn(sem.port, timeout=10) as c:
+        r = c.request("GET", "/write-too-much")
+        assert r.status == 500
+    assert sem.wait_for_log("over 16 MiB", timeout=5), sem.logs()[-2000:]
+    with RawConn(sem.port, timeout=5) as c:
+        assert c.request("GET", "/").body == b"ok"
+
+
 # --- 10. header and status validation ---------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ Routes (PATH_INFO; parameters in the query string):
     /start-twice           start_response twice without exc_info
     /no-start              returns [b"x"] without calling start_response
     /write                 write(b"a"), write(b"b"), returns [b"c"]
+    /write-too-much        write()s 17 MiB in one call (over the server's bound)
     /hdr?case=NAME         start_response with HEADER_CASES[NAME] (status, headers)
     /raise-after?n=N[&cl=L] generator: b"x" * N, then raises (L: app Content-Length)
     /body?kind=NAME        the body as BODY_KINDS[NAME]
@@ -297,6 +298,13 @@ def app(environ, start_response):
     if path == "/no-start":
         return [b"x"]
 
+    if path == "/write-too-much":
+        # 17 MiB through write() in one call of the app: over ringwsgi's 16 MiB bound.
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        chunk = b"w" * (1 << 20)
+        for _ in range(17):
+            write(chunk)
+        return [b"unreachable"]
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"a")
