@@ -126,7 +126,7 @@ fn serve_jobs(
             };
             let mut slots = http::new_header_slots();
             let mut out = Vec::new();
-            let req = match http::parse_head(&job.head, &mut slots, &head_limits) {
+            let req = match http::parse_head(&job.head, &mut slots, head_limits) {
                 Ok(req) => req,
                 Err(err) => {
                     // The I/O thread parsed this head already; this cannot happen.

@@ -172,7 +172,7 @@ impl Wsgi {
         // This response is the current one again (exc_info re-raises, write() lands here).
         state.start_response.restore(py, &stream.saved);
         let body = &mut stream.body;
-        let pulled = response::pull(&iter, &state.start_response, false, |b| {
+        let pulled = response::pull(&iter, &mut state.start_response, false, |b| {
             body.write(out, b.as_bytes())
         });
         // A body that has sent all of its Content-Length is over: the app's extra items are not
@@ -298,13 +298,13 @@ impl State {
         let whole = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
         let mut items: Vec<Bound<'_, PyBytes>> = Vec::new();
         let mut total = 0;
-        let exhausted = response::pull(&iter, &self.start_response, whole, |b| {
+        let exhausted = response::pull(&iter, &mut self.start_response, whole, |b| {
             total += b.as_bytes().len() as u64;
             items.push(b)
         })?;
         let known_len = exhausted.then_some(total);
         let (mut body, keep_alive) =
-            response::write_head(py, out, &self.start_response, info, known_len, date)?;
+            response::write_head(py, out, &mut self.start_response, info, known_len, date)?;
         for item in &items {
             body.write(out, item.as_bytes());
         }
@@ -339,7 +339,7 @@ impl State {
         info: &RequestInfo,
     ) -> Result<First, Failure> {
         let (body, keep_alive) =
-            response::write_head(py, out, &self.start_response, info, Some(file.len), date)?;
+            response::write_head(py, out, &mut self.start_response, info, Some(file.len), date)?;
         let Some(declared) = body.declared_len() else {
             // HEAD, 204, 304: no body.
             return Ok(First::Complete { keep_alive });

@@ -130,7 +130,7 @@ pub struct RequestInfo {
 /// Returns whether the iterator is exhausted.
 pub fn pull<'py>(
     iter: &Bound<'py, PyIterator>,
-    start_response: &StartResponse,
+    start_response: &mut StartResponse,
     all: bool,
     mut sink: impl FnMut(Bound<'py, PyBytes>),
 ) -> Result<bool, Failure> {
@@ -163,7 +163,7 @@ pub fn pull<'py>(
 /// Moves what the app passed to write() (since the last call) to `sink`, in order.
 fn take_written<'py>(
     py: Python<'py>,
-    start_response: &StartResponse,
+    start_response: &mut StartResponse,
     sink: &mut dyn FnMut(Bound<'py, PyBytes>),
 ) -> PyResult<()> {
     if let Some(written) = start_response.take_written(py) {
@@ -178,7 +178,7 @@ fn take_written<'py>(
 pub fn write_head(
     py: Python<'_>,
     out: &mut Vec<u8>,
-    start_response: &StartResponse,
+    start_response: &mut StartResponse,
     req: &RequestInfo,
     known_len: Option<u64>,
     date: &DateCache,

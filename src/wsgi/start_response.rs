@@ -99,19 +99,20 @@ impl StartResponse {
         self.callable.bind(py)
     }
 
-    fn slot(&self, _py: Python<'_>) -> &mut Slot {
-        // SAFETY: the capsule (held by self) keeps the slot alive; the GIL (the `Python` token)
-        // serialises every access, and no reference to it outlives the caller's use.
+    fn slot(&mut self, _py: Python<'_>) -> &mut Slot {
+        // SAFETY: the capsule (held by self) keeps the slot alive. The only other users are the
+        // C functions, which run only while the app runs (under the GIL, inside a call made by
+        // this thread), never while this borrow, tied to `&mut self`, is alive.
         unsafe { &mut *self.slot.as_ptr() }
     }
 
     /// Starts a new response: no status, nothing written, nothing sent.
-    pub fn reset(&self, py: Python<'_>) {
+    pub fn reset(&mut self, py: Python<'_>) {
         self.slot(py).clear();
     }
 
     /// The status and headers passed to start_response, if it was called.
-    pub fn status_and_headers<'py>(&self, py: Python<'py>) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    pub fn status_and_headers<'py>(&mut self, py: Python<'py>) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let slot = self.slot(py);
         if slot.status.is_null() {
             return None;
@@ -121,7 +122,7 @@ impl StartResponse {
     }
 
     /// Takes the bytes passed to write() since the last call.
-    pub fn take_written<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+    pub fn take_written<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         let slot = self.slot(py);
         let written = std::mem::replace(&mut slot.written, ptr::null_mut());
         slot.written_size = 0;
@@ -130,18 +131,18 @@ impl StartResponse {
     }
 
     /// The head has gone out.
-    pub fn mark_sent(&self, py: Python<'_>) {
+    pub fn mark_sent(&mut self, py: Python<'_>) {
         self.slot(py).sent = true;
     }
 
     /// The state of the current response, to be restored before it is resumed.
-    pub fn save(&self, py: Python<'_>) -> Saved {
+    pub fn save(&mut self, py: Python<'_>) -> Saved {
         let pair = self.status_and_headers(py);
         Saved { status: pair.as_ref().map(|(s, _)| s.clone().unbind()), headers: pair.map(|(_, h)| h.unbind()) }
     }
 
     /// Makes `saved` (a response whose head was sent) the current response again.
-    pub fn restore(&self, py: Python<'_>, saved: &Saved) {
+    pub fn restore(&mut self, py: Python<'_>, saved: &Saved) {
         let slot = self.slot(py);
         slot.clear();
         slot.status = saved.status.as_ref().map_or(ptr::null_mut(), |s| s.clone_ref(py).into_ptr());
