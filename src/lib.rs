@@ -27,7 +27,8 @@
 //! - [`server`] starts, supervises and stops the worker process and its threads; [`config`] and
 //!   the thin Python package (`python/ringwsgi`) are the user's front door.
 //!
-//! `unsafe` code lives only in [`io`] (io_uring) and [`wsgi`] (CPython FFI).
+//! Code the compiler cannot check (io_uring submissions, CPython FFI) lives only in [`io`] and
+//! [`wsgi`], behind small safe APIs.
 
 pub mod config;
 pub mod http;

@@ -507,25 +507,9 @@ mod tests {
         }
     }
 
-    /// Feeds `pieces` in turn like a caller would: append to a buffer,
-    /// decode, drop the consumed prefix, keep the rest. Stops once done.
-    /// Returns (body, total consumed, done).
+    /// Feeds `pieces` in turn like a caller would (see `fuzz_checks::feed`), default limits.
     fn feed(pieces: &[&[u8]], limit: u64) -> Result<(Vec<u8>, usize, bool), ChunkError> {
-        let mut d = ChunkedDecoder::new(limit);
-        let mut body = Vec::new();
-        let mut buf = Vec::new();
-        let mut total = 0;
-        for piece in pieces {
-            if d.is_done() {
-                break;
-            }
-            buf.extend_from_slice(piece);
-            let n = d.decode(&buf, &mut body)?;
-            assert!(n <= buf.len());
-            buf.drain(..n);
-            total += n;
-        }
-        Ok((body, total, d.is_done()))
+        crate::http::fuzz_checks::feed(pieces, limit, &crate::http::HeadLimits::default())
     }
 
     fn decoded(input: &[u8]) -> Vec<u8> {

@@ -50,8 +50,9 @@ const SMALL_CHUNKED: HeadLimits = HeadLimits {
 
 type Outcome = Result<(Vec<u8>, usize, bool), ChunkError>;
 
-/// Feeds `pieces` like a server: append, decode, drop what was consumed.
-fn feed(pieces: &[&[u8]], limit: u64, head: &HeadLimits) -> Outcome {
+/// Feeds `pieces` like a server: append to a buffer, decode, drop the consumed prefix, keep
+/// the rest; stops once done. Returns (body, total consumed, done).
+pub(crate) fn feed(pieces: &[&[u8]], limit: u64, head: &HeadLimits) -> Outcome {
     let mut d = ChunkedDecoder::with_limits(limit, head);
     let mut body = Vec::new();
     let mut buf = Vec::new();
