@@ -3,9 +3,13 @@
 //! Run with `PYO3_PYTHON=$PWD/.venv/bin/python cargo bench --bench hot_path` (the whole-cycle
 //! benches embed CPython 3.13 and run the app in an own-GIL subinterpreter, as the server does).
 
+use std::net::SocketAddr;
+
 use criterion::{BatchSize, Criterion, Throughput};
+use pyo3::prelude::*;
 use ringwsgi::http::{self, ChunkedDecoder, DateCache, Framing, HeadLimits, HeadWriter, Version};
-use ringwsgi::worker::in_memory::{with_in_memory_worker, InMemoryWorker};
+use ringwsgi::worker::in_memory::{with_in_memory_worker, with_subinterpreter, InMemoryWorker};
+use ringwsgi::wsgi::{EnvironBuilder, EnvironSettings, Input};
 
 const SMALL_GET: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: localhost:8000\r\n\r\n";
 
@@ -114,6 +118,29 @@ fn response_head(c: &mut Criterion) {
     });
 }
 
+/// Building the environ of a 20-header browser GET in a real own-GIL subinterpreter: the
+/// interned keys, the copied template, a str per value, the BytesIO for wsgi.input.
+fn environ(c: &mut Criterion, py: Python<'_>) {
+    let settings = EnvironSettings {
+        script_name: String::new(),
+        multiprocess: false,
+        multithread: false,
+        bound: SocketAddr::from(([127, 0, 0, 1], 8000)),
+    };
+    let mut builder = EnvironBuilder::new(py, &settings, &py.None().into_bound(py)).expect("environ builder");
+    let end = http::find_head_end(BROWSER_GET, 0).expect("complete head");
+    let limits = HeadLimits::default();
+    let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+    c.bench_function("environ/browser_get_20_headers", |b| {
+        b.iter(|| {
+            let mut slots = http::new_header_slots();
+            let req = http::parse_head(&BROWSER_GET[..end], &mut slots, &limits).expect("valid head");
+            let env = builder.build(py, &req, Input::Bytes(b""), peer).expect("environ");
+            env.len()
+        })
+    });
+}
+
 /// One whole request through the worker: bytes in, parse, environ in a real own-GIL
 /// subinterpreter, the hello-world app, response encoding, bytes out (in-memory transport);
 /// and a pipelined batch of 16 handled in one round.
@@ -145,7 +172,11 @@ fn main() {
     parse(&mut c);
     chunked(&mut c);
     response_head(&mut c);
-    // The interpreter lives on the worker's own thread: so does that part's Criterion.
+    // An interpreter lives on its own thread: so does the Criterion of the parts that use one.
+    with_subinterpreter(|py| {
+        let mut c = Criterion::default().configure_from_args();
+        environ(&mut c, py);
+    });
     with_in_memory_worker(PLAINTEXT_APP, "bench_plaintext:app", |worker| {
         let mut c = Criterion::default().configure_from_args();
         request_cycle(&mut c, worker);

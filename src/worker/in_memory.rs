@@ -60,7 +60,6 @@ impl InMemoryWorker<'_> {
 /// written to a temporary directory, in a fresh subinterpreter on a thread of its own; the
 /// interpreter is ended afterwards.
 pub fn with_in_memory_worker(module_source: &str, app: &str, f: impl FnOnce(&mut InMemoryWorker<'_>) + Send) {
-    init_embedded_python();
     let dir = std::env::temp_dir().join(format!(
         "ringwsgi-in-memory-{}-{:?}",
         std::process::id(),
@@ -79,18 +78,25 @@ pub fn with_in_memory_worker(module_source: &str, app: &str, f: impl FnOnce(&mut
             bound: SocketAddr::from(([127, 0, 0, 1], 8000)),
         },
     };
+    with_subinterpreter(|py| {
+        let wsgi = Wsgi::load(py, &settings).expect("the app loads");
+        let worker = Worker::new(Memory::new(), wsgi, Limits::default(), Arc::new(Control::default()));
+        let mut harness = InMemoryWorker { py, worker, events: Vec::new() };
+        f(&mut harness);
+        harness.worker.into_parts().0.release(py);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `f` attached to a fresh own-GIL subinterpreter on a thread of its own (as a worker
+/// thread does), then ends the interpreter. Python objects `f` made must be gone when it returns.
+pub fn with_subinterpreter(f: impl FnOnce(Python<'_>) + Send) {
+    init_embedded_python();
     std::thread::scope(|s| {
         s.spawn(|| {
             let interpreter = SubInterpreter::new().expect("an own-GIL subinterpreter");
-            interpreter.attach(|py| {
-                let wsgi = Wsgi::load(py, &settings).expect("the app loads");
-                let worker = Worker::new(Memory::new(), wsgi, Limits::default(), Arc::new(Control::default()));
-                let mut harness = InMemoryWorker { py, worker, events: Vec::new() };
-                f(&mut harness);
-                harness.worker.into_parts().0.release(py);
-            });
+            interpreter.attach(f);
             interpreter.end();
         });
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,7 +21,7 @@ mod strings;
 mod table;
 
 pub use app::{AppSettings, CallTimes, LoadError, Respond, Wsgi};
-pub use environ::{EnvironSettings, Input};
+pub use environ::{EnvironBuilder, EnvironSettings, Input};
 pub use interpreter::{
     detached, prepare_main_interpreter, python_version, InterpreterError, InterpreterRef, SubInterpreter, ThreadState,
 };
