@@ -463,11 +463,7 @@ impl<T: Transport> Worker<T> {
             return;
         }
         let Some(handle) = self.conn_mut(id).and_then(|c| c.stream) else { return };
-        let mut respond = self.wsgi.resume(inline(py), handle, self.io.output(id));
-        // A step that queued nothing (its bytes were cut by Content-Length) brings no `Sent`.
-        while matches!(respond, Respond::Streaming(_)) && self.io.pending_output(id) == 0 {
-            respond = self.wsgi.resume(inline(py), handle, self.io.output(id));
-        }
+        let respond = self.wsgi.resume(inline(py), handle, self.io.output(id));
         let Some(conn) = self.conn_mut(id) else { return };
         if !matches!(respond, Respond::Streaming(_)) {
             conn.stream = None;
@@ -493,13 +489,8 @@ impl<T: Transport> Worker<T> {
                 continue;
             }
             self.io.output(id).extend_from_slice(&bytes);
-            let nothing_queued = self.io.pending_output(id) == 0;
             let Some(conn) = self.conn_mut(id) else { continue };
             match end {
-                // Nothing queued brings no `Sent`: acknowledge at once.
-                ReplyEnd::More { ack } if nothing_queued => {
-                    let _ = ack.send(true);
-                }
                 ReplyEnd::More { ack } => conn.ack = Some(ack),
                 ReplyEnd::Done { keep_alive: true } => {
                     conn.in_pool = false;

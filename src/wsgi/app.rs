@@ -162,7 +162,8 @@ impl Wsgi {
         }
     }
 
-    /// Pulls the next part of a streaming body into `out` (its output has drained).
+    /// Pulls the next part of a streaming body into `out` (its output has drained). A
+    /// `Streaming` answer always comes with bytes queued in `out`.
     pub fn resume(&mut self, py: Python<'_>, handle: Handle, out: &mut Vec<u8>) -> Respond {
         let state = self.state();
         let Some(stream) = state.streams.get_mut(handle) else {
@@ -172,12 +173,20 @@ impl Wsgi {
         // This response is the current one again (exc_info re-raises, write() lands here).
         state.start_response.restore(py, &stream.saved);
         let body = &mut stream.body;
-        let pulled = response::pull(&iter, &mut state.start_response, false, |b| {
-            body.write(out, b.as_bytes())
-        });
-        // A body that has sent all of its Content-Length is over: the app's extra items are not
-        // pulled (nor sent), and close() follows now.
-        let pulled = pulled.map(|exhausted| exhausted || body.is_full());
+        let start = out.len();
+        let pulled = loop {
+            let pulled = response::pull(&iter, &mut state.start_response, false, |b| {
+                body.write(out, b.as_bytes())
+            });
+            // A body that has sent all of its Content-Length is over: the app's extra items are
+            // not pulled (nor sent), and close() follows now.
+            let pulled = pulled.map(|exhausted| exhausted || body.is_full());
+            // A step that queued nothing (a body that is not sent: 204, 304) would bring no
+            // `Sent` to resume on: go on pulling.
+            if !matches!(pulled, Ok(false)) || out.len() > start {
+                break pulled;
+            }
+        };
         match pulled {
             Ok(false) => Respond::Streaming(handle),
             Ok(true) => {
