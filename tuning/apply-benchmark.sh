@@ -107,14 +107,10 @@ while IFS= read -r line || [[ -n "$line" ]]; do
     CHANGED=$((CHANGED + 1))
 done <"$CONF"
 
-# A sysfs file holding one value; $3 = human name.
-set_sysfs() {
-    local file="$1" want="$2" name="$3" old now
-    if [[ ! -e "$file" ]]; then
-        skip "$name" "$file does not exist"
-        return
-    fi
-    old="$(cat "$file" 2>/dev/null)" || { skip "$name" "cannot read $file"; return; }
+# Writes $want to sysfs $file whose current value is $old (unless already, or --dry-run),
+# reads it back with $reader ("plain" or "selector"), records the undo.
+write_sysfs() {
+    local file="$1" want="$2" name="$3" old="$4" reader="$5" now
     if [[ "$old" == "$want" ]]; then
         say "  $name: $old (already)"
         return
@@ -127,16 +123,31 @@ set_sysfs() {
         skip "$name" "$old kept, $file is not writable here"
         return
     fi
-    now="$(cat "$file" 2>/dev/null)"
+    if [[ "$reader" == selector ]]; then
+        now="$(sed -n 's/.*\[\([^]]*\)\].*/\1/p' "$file")"
+    else
+        now="$(cat "$file" 2>/dev/null)"
+    fi
     say "  $name: $old -> $now"
     add_undo "$name" "$old" echo "$(q "$old")" ">" "$(q "$file")"
     CHANGED=$((CHANGED + 1))
 }
 
+# A sysfs file holding one value; $3 = human name.
+set_sysfs() {
+    local file="$1" want="$2" name="$3" old
+    if [[ ! -e "$file" ]]; then
+        skip "$name" "$file does not exist"
+        return
+    fi
+    old="$(cat "$file" 2>/dev/null)" || { skip "$name" "cannot read $file"; return; }
+    write_sysfs "$file" "$want" "$name" "$old" plain
+}
+
 # A sysfs selector such as "always [madvise] never"; writes the word, undoes to the word
 # that was in brackets.
 set_selector() {
-    local file="$1" want="$2" name="$3" raw old now
+    local file="$1" want="$2" name="$3" raw old
     if [[ ! -e "$file" ]]; then
         skip "$name" "$file does not exist (kernel without CONFIG_TRANSPARENT_HUGEPAGE?)"
         return
@@ -147,22 +158,7 @@ set_selector() {
         skip "$name" "'$want' not offered ($raw)"
         return
     fi
-    if [[ "$old" == "$want" ]]; then
-        say "  $name: $old (already)"
-        return
-    fi
-    if [[ $DRY -eq 1 ]]; then
-        say "  $name: $old -> $want (would set)"
-        return
-    fi
-    if ! (echo "$want" >"$file") 2>/dev/null; then
-        skip "$name" "$old kept, $file is not writable here"
-        return
-    fi
-    now="$(sed -n 's/.*\[\([^]]*\)\].*/\1/p' "$file")"
-    say "  $name: $old -> $now"
-    add_undo "$name" "$old" echo "$(q "$old")" ">" "$(q "$file")"
-    CHANGED=$((CHANGED + 1))
+    write_sysfs "$file" "$want" "$name" "$old" selector
 }
 
 # ---------------------------------------------------------------- CPU frequency
