@@ -48,7 +48,10 @@ def app(environ, start_response):
 fn parse(c: &mut Criterion) {
     let limits = HeadLimits::default();
     let mut group = c.benchmark_group("parse");
-    for (name, head) in [("small_get", SMALL_GET), ("browser_get_20_headers", BROWSER_GET)] {
+    for (name, head) in [
+        ("small_get", SMALL_GET),
+        ("browser_get_20_headers", BROWSER_GET),
+    ] {
         group.throughput(Throughput::Bytes(head.len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -68,7 +71,8 @@ fn parse(c: &mut Criterion) {
             while pos < burst.len() {
                 let end = http::find_head_end(&burst[pos..], 0).expect("complete head");
                 let mut slots = http::new_header_slots();
-                let req = http::parse_head(&burst[pos..pos + end], &mut slots, &limits).expect("valid head");
+                let req = http::parse_head(&burst[pos..pos + end], &mut slots, &limits)
+                    .expect("valid head");
                 pos += req.head_len;
             }
             pos
@@ -109,9 +113,12 @@ fn response_head(c: &mut Criterion) {
     c.bench_function("response_head", |b| {
         b.iter(|| {
             out.clear();
-            let mut head = HeadWriter::new(&mut out, Version::Http11, b"200 OK").expect("valid status");
-            head.header(b"Content-Type", b"text/plain").expect("valid header");
-            head.header(b"X-Request-Id", b"4f1c2a").expect("valid header");
+            let mut head =
+                HeadWriter::new(&mut out, Version::Http11, b"200 OK").expect("valid status");
+            head.header(b"Content-Type", b"text/plain")
+                .expect("valid header");
+            head.header(b"X-Request-Id", b"4f1c2a")
+                .expect("valid header");
             head.finish(Framing::Length(13), true, Version::Http11, &date);
             out.len()
         })
@@ -127,15 +134,19 @@ fn environ(c: &mut Criterion, py: Python<'_>) {
         multithread: false,
         bound: SocketAddr::from(([127, 0, 0, 1], 8000)),
     };
-    let mut builder = EnvironBuilder::new(py, &settings, &py.None().into_bound(py)).expect("environ builder");
+    let mut builder =
+        EnvironBuilder::new(py, &settings, &py.None().into_bound(py)).expect("environ builder");
     let end = http::find_head_end(BROWSER_GET, 0).expect("complete head");
     let limits = HeadLimits::default();
     let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
     c.bench_function("environ/browser_get_20_headers", |b| {
         b.iter(|| {
             let mut slots = http::new_header_slots();
-            let req = http::parse_head(&BROWSER_GET[..end], &mut slots, &limits).expect("valid head");
-            let env = builder.build(py, &req, Input::Bytes(b""), peer).expect("environ");
+            let req =
+                http::parse_head(&BROWSER_GET[..end], &mut slots, &limits).expect("valid head");
+            let env = builder
+                .build(py, &req, Input::Bytes(b""), peer)
+                .expect("environ");
             env.len()
         })
     });

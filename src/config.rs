@@ -76,7 +76,12 @@ pub struct Args {
 
     /// Largest header field in bytes (name, value and CRLF, counted as gunicorn does); longer
     /// ones get 431.
-    #[arg(long, alias = "limit-request-field_size", value_name = "BYTES", default_value_t = 8190)]
+    #[arg(
+        long,
+        alias = "limit-request-field_size",
+        value_name = "BYTES",
+        default_value_t = 8190
+    )]
     pub limit_request_field_size: usize,
 
     /// Open connections per worker; further clients wait in the listen backlog.
@@ -175,7 +180,10 @@ impl WorkerConfig {
 fn parse_fields_limit(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=crate::http::MAX_HEADERS).contains(&n) => Ok(n),
-        _ => Err(format!("expected a number from 1 to {}", crate::http::MAX_HEADERS)),
+        _ => Err(format!(
+            "expected a number from 1 to {}",
+            crate::http::MAX_HEADERS
+        )),
     }
 }
 
@@ -193,8 +201,11 @@ pub fn check_app_spec(spec: &str) -> Result<(), ConfigError> {
     let (module, attr) = spec
         .split_once(':')
         .ok_or_else(|| ConfigError::AppSpec(spec.to_owned()))?;
-    let is_dotted_name =
-        |s: &str| !s.is_empty() && s.split('.').all(|part| !part.is_empty() && is_identifier(part));
+    let is_dotted_name = |s: &str| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|part| !part.is_empty() && is_identifier(part))
+    };
     let attr_name = attr.split_once('(').map_or(attr, |(name, _)| name);
     if !is_dotted_name(module) || !is_dotted_name(attr_name) {
         return Err(ConfigError::AppSpec(spec.to_owned()));
@@ -277,7 +288,10 @@ mod tests {
     #[test]
     fn binds() {
         assert_eq!(parse_bind("127.0.0.1:8000").unwrap().port(), 8000);
-        assert_eq!(parse_bind("localhost:9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(
+            parse_bind("localhost:9").unwrap().to_string(),
+            "127.0.0.1:9"
+        );
         assert_eq!(parse_bind("[::1]:80").unwrap().to_string(), "[::1]:80");
         assert_eq!(parse_bind(":80").unwrap().to_string(), "127.0.0.1:80");
         assert!(parse_bind("nonsense").is_err());

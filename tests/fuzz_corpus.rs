@@ -6,13 +6,19 @@ use std::path::Path;
 use ringwsgi::http::fuzz_checks::{chunked_input, parse_head_input};
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("corpus entry").path();
         let data = std::fs::read(&path).expect("corpus file");
         let outcome = std::panic::catch_unwind(|| check(&data));
-        assert!(outcome.is_ok(), "{target}: {} breaks an invariant", path.display());
+        assert!(
+            outcome.is_ok(),
+            "{target}: {} breaks an invariant",
+            path.display()
+        );
         count += 1;
     }
     assert!(count > 10, "{target}: only {count} corpus files");

@@ -56,7 +56,9 @@ fn pipelined_requests_answered_in_order_in_one_round() {
         let conn = h.connect();
         let mut burst = Vec::new();
         for i in 0..16 {
-            burst.extend_from_slice(format!("GET /p{i}?i={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            burst.extend_from_slice(
+                format!("GET /p{i}?i={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            );
         }
         h.transport().push_input(conn, &burst);
         h.rounds(1);
@@ -67,8 +69,13 @@ fn pipelined_requests_answered_in_order_in_one_round() {
         h.rounds(1);
         let out = text(&h.transport().take_output(conn));
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 16, "{out}");
-        let positions: Vec<usize> = (0..16).map(|i| out.find(&format!("\"PATH_INFO\": \"/p{i}\"")).unwrap()).collect();
-        assert!(positions.windows(2).all(|w| w[0] < w[1]), "responses out of order");
+        let positions: Vec<usize> = (0..16)
+            .map(|i| out.find(&format!("\"PATH_INFO\": \"/p{i}\"")).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "responses out of order"
+        );
     });
 }
 
@@ -82,8 +89,14 @@ fn environ_from_request_bytes() {
               X_Spoof: evil\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
         ));
         let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-        let env: std::collections::HashMap<String, serde_json::Value> = serde_json::from_str(body).unwrap();
-        let s = |k: &str| env.get(k).and_then(|v| v.as_str()).unwrap_or("<missing>").to_owned();
+        let env: std::collections::HashMap<String, serde_json::Value> =
+            serde_json::from_str(body).unwrap();
+        let s = |k: &str| {
+            env.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("<missing>")
+                .to_owned()
+        };
         assert_eq!(s("REQUEST_METHOD"), "POST");
         assert_eq!(s("PATH_INFO"), "/a b/Ã©");
         assert_eq!(s("QUERY_STRING"), "x=%20&y=2");
@@ -115,7 +128,11 @@ fn streaming_body_is_pulled_as_output_drains() {
         assert!(text.ends_with("0\r\n\r\n"));
         let payload: usize = (0..4).map(|_| 50000).sum();
         // 4 chunks of 50000 bytes plus framing.
-        assert!(out.len() > payload && out.len() < payload + 300, "{}", out.len());
+        assert!(
+            out.len() > payload && out.len() < payload + 300,
+            "{}",
+            out.len()
+        );
     });
 }
 
@@ -136,7 +153,10 @@ fn app_exception_gives_500_and_the_worker_goes_on() {
 fn incomplete_body_never_reaches_the_app() {
     with_worker("environ", |h| {
         let conn = h.connect();
-        h.transport().push_input(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+        h.transport().push_input(
+            conn,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        );
         h.transport().push_eof(conn);
         h.rounds(6);
         assert!(h.transport().take_output(conn).is_empty());
@@ -149,7 +169,10 @@ fn body_larger_than_a_head_arriving_in_pieces() {
     with_worker("environ", |h| {
         let conn = h.connect();
         let body = vec![b'z'; 200_000];
-        h.transport().push_input(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n");
+        h.transport().push_input(
+            conn,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n",
+        );
         h.rounds(2);
         for piece in body.chunks(30_000) {
             h.transport().push_input(conn, piece);
@@ -157,7 +180,11 @@ fn body_larger_than_a_head_arriving_in_pieces() {
         }
         h.rounds(4);
         let out = text(&h.transport().take_output(conn));
-        assert!(out.starts_with("HTTP/1.1 200 OK"), "{}", &out[..out.len().min(200)]);
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK"),
+            "{}",
+            &out[..out.len().min(200)]
+        );
         assert!(out.contains(&"z".repeat(200_000)));
     });
 }
@@ -172,8 +199,14 @@ fn chunked_body_split_anywhere_reaches_the_app_whole() {
             h.transport().push_input(conn, &request[..split]);
             h.rounds(2);
             let out = text(&h.exchange(conn, &request[split..]));
-            assert!(out.contains("\"body\": \"hello, world\""), "split {split}: {out}");
-            assert!(out.contains("\"PATH_INFO\": \"/next\""), "split {split}: pipelined request lost");
+            assert!(
+                out.contains("\"body\": \"hello, world\""),
+                "split {split}: {out}"
+            );
+            assert!(
+                out.contains("\"PATH_INFO\": \"/next\""),
+                "split {split}: pipelined request lost"
+            );
         }
     });
 }

@@ -3,8 +3,8 @@
 //! stable toolchain (CI). Each panics when an invariant breaks.
 
 use super::{
-    check_partial_head, find_head_end, new_header_slots, parse_head, ChunkError, ChunkedDecoder, HeadLimits,
-    ScanState,
+    check_partial_head, find_head_end, new_header_slots, parse_head, ChunkError, ChunkedDecoder,
+    HeadLimits, ScanState,
 };
 
 /// Request heads through `find_head_end`, `check_partial_head` (fed in three pieces, as a
@@ -28,7 +28,11 @@ pub fn chunked_input(data: &[u8]) {
         2 => 1 << 20,
         _ => u64::from(*cut),
     };
-    let head = if mode & 4 == 0 { HeadLimits::default() } else { SMALL_CHUNKED };
+    let head = if mode & 4 == 0 {
+        HeadLimits::default()
+    } else {
+        SMALL_CHUNKED
+    };
     let split = usize::from(*cut) * input.len() / 255;
     let once = feed(&[input], limit, &head);
     let twice = feed(&[&input[..split], &input[split..]], limit, &head);
@@ -109,7 +113,9 @@ fn check_head(data: &[u8], limits: &HeadLimits) {
     // check_partial_head while the head is incomplete.
     let n = data.len();
     let a = data.first().map_or(0, |&b| usize::from(b) * n / 256);
-    let b = data.last().map_or(0, |&b| a + usize::from(b) * (n - a) / 256);
+    let b = data
+        .last()
+        .map_or(0, |&b| a + usize::from(b) * (n - a) / 256);
     let mut st = ScanState::default();
     let mut searched = 0;
     for len in [a, b, n] {
@@ -128,8 +134,10 @@ fn check_head(data: &[u8], limits: &HeadLimits) {
             break;
         }
         if len == n {
-            assert_eq!(check_partial_head(buf, limits, &mut ScanState::default()), None);
+            assert_eq!(
+                check_partial_head(buf, limits, &mut ScanState::default()),
+                None
+            );
         }
     }
 }
-

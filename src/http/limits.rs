@@ -376,10 +376,7 @@ mod tests {
         };
         let head = b"GET / HTTP/1.1\r\n";
         // The CRLF counts, as in gunicorn: 8 bytes + CRLF fit in 10.
-        assert_eq!(
-            check(&[head.as_slice(), b"X: 45678\r"].concat(), &l),
-            None
-        );
+        assert_eq!(check(&[head.as_slice(), b"X: 45678\r"].concat(), &l), None);
         assert_eq!(
             check(&[head.as_slice(), b"X: 45678\r\n"].concat(), &l),
             None

@@ -12,9 +12,9 @@
 #![forbid(unsafe_code)]
 
 pub mod chunked;
+pub mod date;
 #[doc(hidden)]
 pub mod fuzz_checks;
-pub mod date;
 pub mod limits;
 pub mod percent;
 #[cfg(test)]

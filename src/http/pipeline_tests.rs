@@ -148,7 +148,11 @@ fn request(rng: &mut Rng, wire: &mut Vec<u8>) -> Seen {
         _ => rng.pick(&["POST", "PUT", "PATCH"]).to_string(),
     };
     // The asterisk-form is for OPTIONS only.
-    let target = if method == "OPTIONS" && rng.chance(3) { b"*".to_vec() } else { target(rng) };
+    let target = if method == "OPTIONS" && rng.chance(3) {
+        b"*".to_vec()
+    } else {
+        target(rng)
+    };
     let http10 = kind != 2 && rng.chance(15);
     wire.extend_from_slice(method.as_bytes());
     wire.push(b' ');

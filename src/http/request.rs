@@ -308,12 +308,21 @@ fn valid_target_form(method: &str, target: &[u8]) -> bool {
         b"*" => method == "OPTIONS",
         _ if method == "CONNECT" => !target.is_empty() && is_valid_host(target),
         _ => {
-            let Some(colon) = memchr(b':', target) else { return false };
+            let Some(colon) = memchr(b':', target) else {
+                return false;
+            };
             let (scheme, rest) = (&target[..colon], &target[colon + 1..]);
             let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-                && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-            let Some(hier) = rest.strip_prefix(b"//") else { return false };
-            let end = hier.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(hier.len());
+                && scheme
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+            let Some(hier) = rest.strip_prefix(b"//") else {
+                return false;
+            };
+            let end = hier
+                .iter()
+                .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+                .unwrap_or(hier.len());
             scheme_ok && end > 0 && is_valid_host(&hier[..end])
         }
     }

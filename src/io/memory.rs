@@ -91,8 +91,10 @@ impl Default for Memory {
 impl Memory {
     /// An empty transport. Panics only if no eventfd can be created (for tests and benches).
     pub fn new() -> Memory {
-        let wake: Arc<EventFd> = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .expect("eventfd for Memory transport"));
+        let wake: Arc<EventFd> = Arc::new(
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .expect("eventfd for Memory transport"),
+        );
         Memory {
             slots: Vec::new(),
             free: Vec::new(),

@@ -153,7 +153,10 @@ pub struct Waker {
 
 impl Waker {
     pub(crate) fn new(fd: Arc<EventFd>) -> Waker {
-        Waker { fd, pending: Arc::new(AtomicBool::new(false)) }
+        Waker {
+            fd,
+            pending: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Adds 1 to the eventfd counter. Errors are ignored (the only possible one is a counter

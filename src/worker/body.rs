@@ -71,12 +71,26 @@ struct Spool {
 impl Incoming {
     /// A chunked body, up to `limit` decoded bytes (0: no limit); trailers within `head`.
     pub fn chunked(limit: u64, head: &HeadLimits, settings: SpoolSettings) -> Self {
-        Incoming { decoder: Some(ChunkedDecoder::with_limits(limit, head)), remaining: 0, memory: Vec::new(), spool: None, settings, done: false }
+        Incoming {
+            decoder: Some(ChunkedDecoder::with_limits(limit, head)),
+            remaining: 0,
+            memory: Vec::new(),
+            spool: None,
+            settings,
+            done: false,
+        }
     }
 
     /// A Content-Length body of `len` bytes, over the spool threshold.
     pub fn spooled(len: u64, settings: SpoolSettings) -> Result<Self, BodyError> {
-        let mut incoming = Incoming { decoder: None, remaining: len, memory: Vec::new(), spool: None, settings, done: false };
+        let mut incoming = Incoming {
+            decoder: None,
+            remaining: len,
+            memory: Vec::new(),
+            spool: None,
+            settings,
+            done: false,
+        };
         incoming.start_spool()?;
         Ok(incoming)
     }
@@ -87,7 +101,13 @@ impl Incoming {
             None => tempfile::tempfile(),
         }
         .map_err(BodyError::Spool)?;
-        self.spool = Some(Spool { file: Arc::new(file), offset: 0, in_flight: 0, queued: Vec::new(), failed: false });
+        self.spool = Some(Spool {
+            file: Arc::new(file),
+            offset: 0,
+            in_flight: 0,
+            queued: Vec::new(),
+            failed: false,
+        });
         Ok(())
     }
 
@@ -133,7 +153,11 @@ impl Incoming {
             Some(spool) => {
                 spool.in_flight += spool.queued.len();
                 let file = spool.file.clone();
-                spool.queued.drain(..).map(|(offset, data)| (file.clone(), offset, data)).collect()
+                spool
+                    .queued
+                    .drain(..)
+                    .map(|(offset, data)| (file.clone(), offset, data))
+                    .collect()
             }
             None => Vec::new(),
         }
@@ -151,7 +175,9 @@ impl Incoming {
 
     /// True when no spool write is queued or in flight.
     pub fn settled(&self) -> bool {
-        self.spool.as_ref().is_none_or(|s| s.in_flight == 0 && s.queued.is_empty())
+        self.spool
+            .as_ref()
+            .is_none_or(|s| s.in_flight == 0 && s.queued.is_empty())
     }
 
     /// The body, once complete and settled.
@@ -172,7 +198,10 @@ mod tests {
     use super::*;
 
     fn settings(threshold: usize) -> SpoolSettings {
-        SpoolSettings { threshold, dir: None }
+        SpoolSettings {
+            threshold,
+            dir: None,
+        }
     }
 
     #[test]
@@ -194,10 +223,13 @@ mod tests {
         assert!(incoming.take(&mut input, 1).unwrap());
         assert_eq!(input, b"HNEXT");
         let writes = incoming.queued_writes();
-        assert_eq!(writes.iter().map(|(_, o, d)| (*o, d.clone())).collect::<Vec<_>>(), vec![
-            (0, b"0123".to_vec()),
-            (4, b"456789".to_vec())
-        ]);
+        assert_eq!(
+            writes
+                .iter()
+                .map(|(_, o, d)| (*o, d.clone()))
+                .collect::<Vec<_>>(),
+            vec![(0, b"0123".to_vec()), (4, b"456789".to_vec())]
+        );
         assert!(!incoming.settled());
         assert!(incoming.written(true));
         assert!(incoming.written(true));

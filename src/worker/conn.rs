@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::body::Incoming;
-use crate::http::ScanState;
 use super::timeouts::{Clock, Waiting};
+use crate::http::ScanState;
 use crate::io::ConnId;
 use crate::wsgi::Handle;
 

@@ -32,7 +32,10 @@ pub struct InMemoryWorker<'py> {
 impl InMemoryWorker<'_> {
     /// Opens a connection from 127.0.0.1:40000 and lets the worker accept it.
     pub fn connect(&mut self) -> ConnId {
-        let conn = self.worker.transport().connect(SocketAddr::from(([127, 0, 0, 1], 40000)));
+        let conn = self
+            .worker
+            .transport()
+            .connect(SocketAddr::from(([127, 0, 0, 1], 40000)));
         self.rounds(1);
         conn
     }
@@ -40,7 +43,9 @@ impl InMemoryWorker<'_> {
     /// Runs `n` rounds of the worker loop (the in-memory transport never blocks).
     pub fn rounds(&mut self, n: usize) {
         for _ in 0..n {
-            self.worker.round(Some(self.py), &mut self.events).expect("in-memory rounds do not fail");
+            self.worker
+                .round(Some(self.py), &mut self.events)
+                .expect("in-memory rounds do not fail");
         }
     }
 
@@ -59,7 +64,11 @@ impl InMemoryWorker<'_> {
 /// Runs `f` with a worker serving `app` (MODULE:APP) from the module source `module_source`,
 /// written to a temporary directory, in a fresh subinterpreter on a thread of its own; the
 /// interpreter is ended afterwards.
-pub fn with_in_memory_worker(module_source: &str, app: &str, f: impl FnOnce(&mut InMemoryWorker<'_>) + Send) {
+pub fn with_in_memory_worker(
+    module_source: &str,
+    app: &str,
+    f: impl FnOnce(&mut InMemoryWorker<'_>) + Send,
+) {
     let dir = std::env::temp_dir().join(format!(
         "ringwsgi-in-memory-{}-{:?}",
         std::process::id(),
@@ -80,8 +89,17 @@ pub fn with_in_memory_worker(module_source: &str, app: &str, f: impl FnOnce(&mut
     };
     with_subinterpreter(|py| {
         let wsgi = Wsgi::load(py, &settings).expect("the app loads");
-        let worker = Worker::new(Memory::new(), wsgi, Limits::default(), Arc::new(Control::default()));
-        let mut harness = InMemoryWorker { py, worker, events: Vec::new() };
+        let worker = Worker::new(
+            Memory::new(),
+            wsgi,
+            Limits::default(),
+            Arc::new(Control::default()),
+        );
+        let mut harness = InMemoryWorker {
+            py,
+            worker,
+            events: Vec::new(),
+        };
         f(&mut harness);
         harness.worker.into_parts().0.release(py);
     });

@@ -29,11 +29,10 @@ pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
 pub use pool::Pool;
-use stats::Stats;
-pub use timeouts::Timeouts;
-use timeouts::Expired;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
-
+use stats::Stats;
+use timeouts::Expired;
+pub use timeouts::Timeouts;
 
 /// What a worker enforces on requests.
 #[derive(Debug, Clone)]
@@ -53,7 +52,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body: 1 << 30,
-            spool: SpoolSettings { threshold: 1 << 20, dir: None },
+            spool: SpoolSettings {
+                threshold: 1 << 20,
+                dir: None,
+            },
             head: HeadLimits::default(),
             timeouts: Timeouts::default(),
             max_connections: 10_000,
@@ -176,7 +178,11 @@ impl<T: Transport> Worker<T> {
 
     /// One round: waits (detached) for the transport's next completions, then handles them all
     /// attached. Returns false once the worker has stopped and every connection is closed.
-    pub fn round(&mut self, py: Option<Python<'_>>, events: &mut Vec<Event>) -> std::io::Result<bool> {
+    pub fn round(
+        &mut self,
+        py: Option<Python<'_>>,
+        events: &mut Vec<Event>,
+    ) -> std::io::Result<bool> {
         events.clear();
         let io = &mut self.io;
         match py {
@@ -191,7 +197,8 @@ impl<T: Transport> Worker<T> {
         }
         if let (Some((stats, ..)), Some(before)) = (&mut self.stats, before) {
             let after = self.wsgi.times();
-            let in_app = (after.environ + after.app + after.body) - (before.environ + before.app + before.body);
+            let in_app = (after.environ + after.app + after.body)
+                - (before.environ + before.app + before.body);
             stats.parse += self.now.elapsed().saturating_sub(in_app);
             stats.requests += self.answered as u64;
             stats.round(self.answered);
@@ -243,7 +250,10 @@ impl<T: Transport> Worker<T> {
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns.get_mut(id.index())?.as_mut().filter(|c| c.id == id && !c.closing)
+        self.conns
+            .get_mut(id.index())?
+            .as_mut()
+            .filter(|c| c.id == id && !c.closing)
     }
 
     fn accepted(&mut self, id: ConnId, peer: SocketAddr) {
@@ -274,13 +284,17 @@ impl<T: Transport> Worker<T> {
                     conn.queued_at.get_or_insert(now);
                 }
             }
-            let Some(conn) = self.conn_mut(id) else { return };
+            let Some(conn) = self.conn_mut(id) else {
+                return;
+            };
             if let Some(incoming) = &mut conn.incoming {
                 for (file, offset, data) in incoming.queued_writes() {
                     self.io.write_file(id, &file, offset, data);
                 }
             }
-            let Some(conn) = self.conn_mut(id) else { return };
+            let Some(conn) = self.conn_mut(id) else {
+                return;
+            };
             match next {
                 Next::Receive if conn.read_eof => self.close(id),
                 Next::Receive => self.io.receive(id),
@@ -310,8 +324,20 @@ impl<T: Transport> Worker<T> {
     /// Answers the complete requests at the front of the connection's input, until one needs
     /// the connection to do something else first.
     fn answer_requests(&mut self, py: Option<Python<'_>>, id: ConnId) -> Next {
-        let Worker { io, wsgi, conns, date, limits, pool, now, answered: answered_in_round, .. } = self;
-        let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else { return Next::Wait };
+        let Worker {
+            io,
+            wsgi,
+            conns,
+            date,
+            limits,
+            pool,
+            now,
+            answered: answered_in_round,
+            ..
+        } = self;
+        let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else {
+            return Next::Wait;
+        };
         if conn.stream.is_some() || conn.in_pool || conn.closing {
             return Next::Wait;
         }
@@ -355,12 +381,19 @@ impl<T: Transport> Worker<T> {
                 // Chunked, or too large to keep in memory: taken out of the input as it arrives.
                 framing => {
                     if conn.incoming.as_ref().is_none_or(|i| !i.done()) {
-                        let (head_len, version, expect_continue) = (req.head_len, req.version, req.expect_continue);
+                        let (head_len, version, expect_continue) =
+                            (req.head_len, req.version, req.expect_continue);
                         let incoming = match &mut conn.incoming {
                             Some(incoming) => Ok(incoming),
                             None => match framing {
-                                BodyFraming::Length(n) => Incoming::spooled(n, limits.spool.clone()),
-                                _ => Ok(Incoming::chunked(limits.max_body, &limits.head, limits.spool.clone())),
+                                BodyFraming::Length(n) => {
+                                    Incoming::spooled(n, limits.spool.clone())
+                                }
+                                _ => Ok(Incoming::chunked(
+                                    limits.max_body,
+                                    &limits.head,
+                                    limits.spool.clone(),
+                                )),
                             }
                             .map(|incoming| conn.incoming.insert(incoming)),
                         };
@@ -413,7 +446,12 @@ impl<T: Transport> Worker<T> {
                     Input::Bytes(bytes) => OwnedBody::Bytes(bytes.to_vec()),
                     Input::File(file) => OwnedBody::File(file),
                 };
-                pool.submit(Job { conn: id, head: buf[..req.head_len].to_vec(), body, peer: conn.peer });
+                pool.submit(Job {
+                    conn: id,
+                    head: buf[..req.head_len].to_vec(),
+                    body,
+                    peer: conn.peer,
+                });
                 pos += total;
                 conn.request_done();
                 conn.in_pool = true;
@@ -431,7 +469,9 @@ impl<T: Transport> Worker<T> {
                     conn.stream = Some(handle);
                     break Next::Wait;
                 }
-                Respond::SendFile { body, keep_alive } => break Next::SendFile { body, keep_alive },
+                Respond::SendFile { body, keep_alive } => {
+                    break Next::SendFile { body, keep_alive }
+                }
             }
         };
         input.drain(..pos);
@@ -448,12 +488,16 @@ impl<T: Transport> Worker<T> {
     /// were pipelined behind it.
     fn sent(&mut self, py: Option<Python<'_>>, id: ConnId) {
         let now = self.now;
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         conn.clock.activity = now;
         if let (Some(queued), Some((stats, ..))) = (conn.queued_at.take(), &mut self.stats) {
             stats.sent(queued, now);
         }
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         if conn.draining {
             conn.draining = false;
             return self.process(py, id);
@@ -462,9 +506,13 @@ impl<T: Transport> Worker<T> {
             let _ = ack.send(true);
             return;
         }
-        let Some(handle) = self.conn_mut(id).and_then(|c| c.stream) else { return };
+        let Some(handle) = self.conn_mut(id).and_then(|c| c.stream) else {
+            return;
+        };
         let respond = self.wsgi.resume(inline(py), handle, self.io.output(id));
-        let Some(conn) = self.conn_mut(id) else { return };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
         if !matches!(respond, Respond::Streaming(_)) {
             conn.stream = None;
         }
@@ -481,7 +529,12 @@ impl<T: Transport> Worker<T> {
     fn replies(&mut self, py: Option<Python<'_>>) {
         let Some(pool) = &self.pool else { return };
         let replies: Vec<Reply> = pool.replies.try_iter().collect();
-        for Reply { conn: id, bytes, end } in replies {
+        for Reply {
+            conn: id,
+            bytes,
+            end,
+        } in replies
+        {
             if self.conn_mut(id).is_none() {
                 if let ReplyEnd::More { ack } = end {
                     let _ = ack.send(false);
@@ -489,7 +542,9 @@ impl<T: Transport> Worker<T> {
                 continue;
             }
             self.io.output(id).extend_from_slice(&bytes);
-            let Some(conn) = self.conn_mut(id) else { continue };
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
             match end {
                 ReplyEnd::More { ack } => conn.ack = Some(ack),
                 ReplyEnd::Done { keep_alive: true } => {
@@ -515,10 +570,15 @@ impl<T: Transport> Worker<T> {
 
     /// A write of a spooled request body landed; once the last one has, the app is called.
     fn spool_written(&mut self, py: Option<Python<'_>>, id: ConnId, result: Result<usize, i32>) {
-        let Some(incoming) = self.conn_mut(id).and_then(|c| c.incoming.as_mut()) else { return };
+        let Some(incoming) = self.conn_mut(id).and_then(|c| c.incoming.as_mut()) else {
+            return;
+        };
         if !incoming.written(result.is_ok()) {
             if let Err(errno) = result {
-                tracing::error!("cannot spool a request body: {}", std::io::Error::from_raw_os_error(errno));
+                tracing::error!(
+                    "cannot spool a request body: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                );
             }
             let output = self.io.output(id);
             http::write_error_response(output, 500, Version::Http11, &self.date);
@@ -534,7 +594,10 @@ impl<T: Transport> Worker<T> {
         let mut expired = Vec::new();
         for conn in self.conns.iter_mut().flatten().filter(|c| !c.closing) {
             let pending = self.io.pending_output(conn.id);
-            if let Some(what) = conn.clock.check(conn.waiting(pending), pending, now, &timeouts) {
+            if let Some(what) = conn
+                .clock
+                .check(conn.waiting(pending), pending, now, &timeouts)
+            {
                 expired.push((conn.id, what));
             }
         }
@@ -542,7 +605,12 @@ impl<T: Transport> Worker<T> {
             tracing::debug!(?what, "connection deadline passed");
             match what {
                 Expired::Head => {
-                    http::write_error_response(self.io.output(id), 408, Version::Http11, &self.date);
+                    http::write_error_response(
+                        self.io.output(id),
+                        408,
+                        Version::Http11,
+                        &self.date,
+                    );
                     self.close(id);
                 }
                 Expired::Idle | Expired::Body => self.close(id),
@@ -557,7 +625,9 @@ impl<T: Transport> Worker<T> {
     }
 
     fn closed(&mut self, py: Option<Python<'_>>, id: ConnId) {
-        let Some(slot) = self.conns.get_mut(id.index()) else { return };
+        let Some(slot) = self.conns.get_mut(id.index()) else {
+            return;
+        };
         if slot.as_ref().is_some_and(|c| c.id == id) {
             let Some(conn) = slot.take() else { return };
             self.open -= 1;

@@ -42,9 +42,16 @@ pub struct Reply {
 pub enum ReplyEnd {
     /// More of a streaming body follows once `ack` gets true (the bytes were sent) — or false
     /// (the connection is gone: the pool thread closes the iterable).
-    More { ack: Sender<bool> },
-    Done { keep_alive: bool },
-    File { body: FileBody, keep_alive: bool },
+    More {
+        ack: Sender<bool>,
+    },
+    Done {
+        keep_alive: bool,
+    },
+    File {
+        body: FileBody,
+        keep_alive: bool,
+    },
     /// Close without ending the body cleanly.
     Abort,
 }
@@ -72,15 +79,32 @@ impl Pool {
         let settings = std::sync::Arc::new(settings);
         let threads = (0..n)
             .map(|i| {
-                let (jobs, replies, waker, settings) =
-                    (jobs_rx.clone(), replies_tx.clone(), waker.clone(), settings.clone());
+                let (jobs, replies, waker, settings) = (
+                    jobs_rx.clone(),
+                    replies_tx.clone(),
+                    waker.clone(),
+                    settings.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("ringwsgi-app-{i}"))
-                    .spawn(move || serve_jobs(interpreter, &settings, &head_limits, &jobs, &replies, &waker))
+                    .spawn(move || {
+                        serve_jobs(
+                            interpreter,
+                            &settings,
+                            &head_limits,
+                            &jobs,
+                            &replies,
+                            &waker,
+                        )
+                    })
                     .expect("spawn a pool thread")
             })
             .collect();
-        Pool { jobs: Some(jobs_tx), replies: replies_rx, threads }
+        Pool {
+            jobs: Some(jobs_tx),
+            replies: replies_rx,
+            threads,
+        }
     }
 
     pub fn submit(&self, job: Job) {
@@ -143,7 +167,12 @@ fn serve_jobs(
             loop {
                 match respond {
                     Respond::Streaming(handle) => {
-                        send(std::mem::take(&mut out), ReplyEnd::More { ack: ack_tx.clone() });
+                        send(
+                            std::mem::take(&mut out),
+                            ReplyEnd::More {
+                                ack: ack_tx.clone(),
+                            },
+                        );
                         if !wsgi::detached(py, || ack_rx.recv()).unwrap_or(false) {
                             wsgi.abandon(py, handle);
                             break;
@@ -151,7 +180,9 @@ fn serve_jobs(
                         respond = wsgi.resume(py, handle, &mut out);
                     }
                     Respond::Done { keep_alive } => break send(out, ReplyEnd::Done { keep_alive }),
-                    Respond::SendFile { body, keep_alive } => break send(out, ReplyEnd::File { body, keep_alive }),
+                    Respond::SendFile { body, keep_alive } => {
+                        break send(out, ReplyEnd::File { body, keep_alive })
+                    }
                     Respond::Abort => break send(out, ReplyEnd::Abort),
                 }
             }

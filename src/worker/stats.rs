@@ -37,7 +37,10 @@ impl Stats {
     pub fn round(&mut self, requests: usize) {
         self.rounds += 1;
         if requests > 0 {
-            let bucket = BATCH_BUCKETS.iter().position(|&max| requests <= max).unwrap_or(BATCH_BUCKETS.len());
+            let bucket = BATCH_BUCKETS
+                .iter()
+                .position(|&max| requests <= max)
+                .unwrap_or(BATCH_BUCKETS.len());
             self.batches[bucket] += 1;
         }
     }
@@ -58,8 +61,16 @@ impl Stats {
             }
         };
         let mut out = String::new();
-        let _ = writeln!(out, "ringwsgi stats: worker {worker} (CPU {cpu}): {} requests in {} rounds", self.requests, self.rounds);
-        let _ = writeln!(out, "  {:<40} {:>12} {:>14}", "stage", "total ms", "per request µs");
+        let _ = writeln!(
+            out,
+            "ringwsgi stats: worker {worker} (CPU {cpu}): {} requests in {} rounds",
+            self.requests, self.rounds
+        );
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>12} {:>14}",
+            "stage", "total ms", "per request µs"
+        );
         let stages = [
             ("receive and parse", self.parse),
             ("build environ", self.call.environ),
@@ -67,10 +78,25 @@ impl Stats {
             ("body iteration and encoding", self.call.body),
         ];
         for (name, d) in stages {
-            let _ = writeln!(out, "  {name:<40} {:>12.1} {:>14.2}", d.as_secs_f64() * 1e3, per(d));
+            let _ = writeln!(
+                out,
+                "  {name:<40} {:>12.1} {:>14.2}",
+                d.as_secs_f64() * 1e3,
+                per(d)
+            );
         }
-        let send_each = if self.sends == 0 { 0.0 } else { self.send.as_secs_f64() * 1e6 / self.sends as f64 };
-        let _ = writeln!(out, "  {:<40} {:>12.1} {:>14.2}", "send (queued until written, per send)", self.send.as_secs_f64() * 1e3, send_each);
+        let send_each = if self.sends == 0 {
+            0.0
+        } else {
+            self.send.as_secs_f64() * 1e6 / self.sends as f64
+        };
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>12.1} {:>14.2}",
+            "send (queued until written, per send)",
+            self.send.as_secs_f64() * 1e3,
+            send_each
+        );
         let mut batches = String::new();
         let mut low = 1;
         for (i, count) in self.batches.iter().enumerate() {
@@ -83,8 +109,16 @@ impl Stats {
             low = BATCH_BUCKETS.get(i).map_or(low, |h| h + 1);
         }
         let _ = writeln!(out, "  batch sizes (rounds by requests answered):{batches}");
-        let per_request = if self.requests == 0 { 0.0 } else { self.enters as f64 / self.requests as f64 };
-        let _ = write!(out, "  io_uring submissions (enters): {} ({per_request:.3} per request)", self.enters);
+        let per_request = if self.requests == 0 {
+            0.0
+        } else {
+            self.enters as f64 / self.requests as f64
+        };
+        let _ = write!(
+            out,
+            "  io_uring submissions (enters): {} ({per_request:.3} per request)",
+            self.enters
+        );
         out
     }
 }

@@ -68,11 +68,21 @@ pub struct Clock {
 
 impl Clock {
     pub fn new(now: Instant) -> Self {
-        Clock { activity: now, head_started: None, last_pending: 0 }
+        Clock {
+            activity: now,
+            head_started: None,
+            last_pending: 0,
+        }
     }
 
     /// Checks the deadline of what the connection is waiting for; `pending` is its unsent output.
-    pub fn check(&mut self, waiting: Waiting, pending: usize, now: Instant, limits: &Timeouts) -> Option<Expired> {
+    pub fn check(
+        &mut self,
+        waiting: Waiting,
+        pending: usize,
+        now: Instant,
+        limits: &Timeouts,
+    ) -> Option<Expired> {
         if pending < self.last_pending {
             self.activity = now;
         }
@@ -110,12 +120,21 @@ mod tests {
         let s = Duration::from_secs;
         let mut clock = Clock::new(t0);
         assert_eq!(clock.check(Waiting::Idle, 0, t0 + s(4), &limits()), None);
-        assert_eq!(clock.check(Waiting::Idle, 0, t0 + s(6), &limits()), Some(Expired::Idle));
+        assert_eq!(
+            clock.check(Waiting::Idle, 0, t0 + s(6), &limits()),
+            Some(Expired::Idle)
+        );
         assert_eq!(clock.check(Waiting::App, 0, t0 + s(600), &limits()), None);
-        assert_eq!(clock.check(Waiting::Body, 0, t0 + s(31), &limits()), Some(Expired::Body));
+        assert_eq!(
+            clock.check(Waiting::Body, 0, t0 + s(31), &limits()),
+            Some(Expired::Body)
+        );
         clock.head_started = Some(t0 + s(20));
         assert_eq!(clock.check(Waiting::Head, 0, t0 + s(29), &limits()), None);
-        assert_eq!(clock.check(Waiting::Head, 0, t0 + s(31), &limits()), Some(Expired::Head));
+        assert_eq!(
+            clock.check(Waiting::Head, 0, t0 + s(31), &limits()),
+            Some(Expired::Head)
+        );
     }
 
     #[test]
@@ -123,10 +142,22 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut clock = Clock::new(t0);
-        assert_eq!(clock.check(Waiting::Write, 1000, t0 + s(20), &limits()), None);
+        assert_eq!(
+            clock.check(Waiting::Write, 1000, t0 + s(20), &limits()),
+            None
+        );
         // Shrinking output resets the write deadline; a stuck one does not.
-        assert_eq!(clock.check(Waiting::Write, 500, t0 + s(40), &limits()), None);
-        assert_eq!(clock.check(Waiting::Write, 500, t0 + s(69), &limits()), None);
-        assert_eq!(clock.check(Waiting::Write, 500, t0 + s(71), &limits()), Some(Expired::Write));
+        assert_eq!(
+            clock.check(Waiting::Write, 500, t0 + s(40), &limits()),
+            None
+        );
+        assert_eq!(
+            clock.check(Waiting::Write, 500, t0 + s(69), &limits()),
+            None
+        );
+        assert_eq!(
+            clock.check(Waiting::Write, 500, t0 + s(71), &limits()),
+            Some(Expired::Write)
+        );
     }
 }

@@ -45,9 +45,14 @@ pub struct CallTimes {
 /// The first step of a response.
 enum First {
     /// Head and whole body queued; close() is due.
-    Complete { keep_alive: bool },
+    Complete {
+        keep_alive: bool,
+    },
     /// Head queued, the body is a file sent from its descriptor; close() is due.
-    File { body: FileBody, keep_alive: bool },
+    File {
+        body: FileBody,
+        keep_alive: bool,
+    },
     Streaming(Handle),
 }
 
@@ -87,10 +92,16 @@ pub struct Wsgi {
 impl Wsgi {
     /// Runs the bootstrap module and loads the app in the current interpreter.
     pub fn load(py: Python<'_>, settings: &AppSettings) -> Result<Wsgi, LoadError> {
-        let bootstrap = run_bootstrap(py).map_err(|e| LoadError(format!("bootstrap failed: {e}")))?;
-        let load_app = bootstrap.getattr("load_app").map_err(|e| LoadError(e.to_string()))?;
+        let bootstrap =
+            run_bootstrap(py).map_err(|e| LoadError(format!("bootstrap failed: {e}")))?;
+        let load_app = bootstrap
+            .getattr("load_app")
+            .map_err(|e| LoadError(e.to_string()))?;
         let app = load_app
-            .call1((settings.spec.as_str(), PyList::new(py, &settings.sys_path).map_err(|e| LoadError(e.to_string()))?))
+            .call1((
+                settings.spec.as_str(),
+                PyList::new(py, &settings.sys_path).map_err(|e| LoadError(e.to_string()))?,
+            ))
             .map_err(|e| {
                 let is_load_error = bootstrap
                     .getattr("LoadError")
@@ -125,7 +136,10 @@ impl Wsgi {
 
     /// Stage times so far (zero unless timing is on).
     pub fn times(&self) -> CallTimes {
-        self.state.as_ref().and_then(|s| s.times).unwrap_or_default()
+        self.state
+            .as_ref()
+            .and_then(|s| s.times)
+            .unwrap_or_default()
     }
 
     fn state(&mut self) -> &mut State {
@@ -194,7 +208,9 @@ impl Wsgi {
                 let complete = stream.body.finish(out);
                 let closed = state.close(py, stream.result.bind(py));
                 if complete && closed {
-                    Respond::Done { keep_alive: stream.keep_alive }
+                    Respond::Done {
+                        keep_alive: stream.keep_alive,
+                    }
                 } else {
                     Respond::Done { keep_alive: false }
                 }
@@ -256,10 +272,15 @@ impl State {
         let environ = self.environ.build(py, req, body, peer)?;
         let built = started.map(|_| Instant::now());
         self.start_response.reset(py);
-        let result = self.app.bind(py).call1((environ, self.start_response.callable(py)))?;
+        let result = self
+            .app
+            .bind(py)
+            .call1((environ, self.start_response.callable(py)))?;
         let returned = started.map(|_| Instant::now());
         let responded = self.respond(&result, out, date, info);
-        if let (Some(times), Some(t0), Some(t1), Some(t2)) = (&mut self.times, started, built, returned) {
+        if let (Some(times), Some(t0), Some(t1), Some(t2)) =
+            (&mut self.times, started, built, returned)
+        {
             times.environ += t1 - t0;
             times.app += t2 - t1;
             times.body += t2.elapsed();
@@ -268,12 +289,17 @@ impl State {
             Ok(First::Streaming(handle)) => Ok(Respond::Streaming(handle)),
             Ok(First::Complete { keep_alive }) => {
                 let closed = self.close(py, &result);
-                Ok(Respond::Done { keep_alive: keep_alive && closed })
+                Ok(Respond::Done {
+                    keep_alive: keep_alive && closed,
+                })
             }
             Ok(First::File { body, keep_alive }) => {
                 // The descriptor was duplicated: the app's file can be closed now.
                 let closed = self.close(py, &result);
-                Ok(Respond::SendFile { body, keep_alive: keep_alive && closed })
+                Ok(Respond::SendFile {
+                    body,
+                    keep_alive: keep_alive && closed,
+                })
             }
             Err(failure) => {
                 // close() is still owed; the failure itself is what gets reported.
@@ -304,7 +330,8 @@ impl State {
             }
         }
         let iter = result.try_iter()?;
-        let whole = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+        let whole =
+            result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
         let mut items: Vec<Bound<'_, PyBytes>> = Vec::new();
         let mut total = 0;
         let exhausted = response::pull(&iter, &mut self.start_response, whole, |b| {
@@ -321,7 +348,9 @@ impl State {
         // (a framework's one-item iterator then costs no second round).
         if exhausted || body.is_full() {
             let complete = body.finish(out);
-            return Ok(First::Complete { keep_alive: keep_alive && complete });
+            return Ok(First::Complete {
+                keep_alive: keep_alive && complete,
+            });
         }
         if info.head {
             // No body is sent for HEAD: stop iterating (close() follows).
@@ -347,15 +376,24 @@ impl State {
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<First, Failure> {
-        let (body, keep_alive) =
-            response::write_head(py, out, &mut self.start_response, info, Some(file.len), date)?;
+        let (body, keep_alive) = response::write_head(
+            py,
+            out,
+            &mut self.start_response,
+            info,
+            Some(file.len),
+            date,
+        )?;
         let Some(declared) = body.declared_len() else {
             // HEAD, 204, 304: no body.
             return Ok(First::Complete { keep_alive });
         };
         let short = declared > file.len;
         file.len = file.len.min(declared);
-        Ok(First::File { body: file, keep_alive: keep_alive && !short })
+        Ok(First::File {
+            body: file,
+            keep_alive: keep_alive && !short,
+        })
     }
 
     /// Calls close() on the app's iterable; false (and logged) if it raised.
@@ -363,7 +401,12 @@ impl State {
         match response::close_iterable(result, &self.names) {
             Ok(()) => true,
             Err(err) => {
-                self.log_failure(py, &Failure::Raised(err), "", b"(close() of the response iterable)");
+                self.log_failure(
+                    py,
+                    &Failure::Raised(err),
+                    "",
+                    b"(close() of the response iterable)",
+                );
                 false
             }
         }
@@ -381,7 +424,9 @@ impl State {
                     .unwrap_or_else(|_| err.to_string());
                 tracing::error!("error handling request {method} {target}:\n{traceback}");
             }
-            Failure::Invalid(msg) => tracing::error!("error handling request {method} {target}: {msg}"),
+            Failure::Invalid(msg) => {
+                tracing::error!("error handling request {method} {target}: {msg}")
+            }
         }
     }
 }

@@ -100,12 +100,22 @@ fn interned(py: Python<'_>, s: &str) -> Py<PyString> {
 fn header_key(name: &str, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(b"HTTP_");
-    out.extend(name.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+    out.extend(name.bytes().map(|b| {
+        if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_uppercase()
+        }
+    }));
 }
 
 impl EnvironBuilder {
     /// `file_wrapper` is the bootstrap's FileWrapper class, offered as `wsgi.file_wrapper`.
-    pub fn new(py: Python<'_>, settings: &EnvironSettings, file_wrapper: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub fn new(
+        py: Python<'_>,
+        settings: &EnvironSettings,
+        file_wrapper: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
         let sys = py.import("sys")?;
         let template = PyDict::new(py);
         let version = PyTuple::new(py, [1, 0])?;
@@ -209,7 +219,10 @@ impl EnvironBuilder {
         env.set_item(&self.k_remote_port, PyString::new(py, port))?;
         self.set_headers(py, &env, req)?;
         let input = match body {
-            Input::Bytes(bytes) => self.bytes_io.bind(py).call1((pyo3::types::PyBytes::new(py, bytes),))?,
+            Input::Bytes(bytes) => self
+                .bytes_io
+                .bind(py)
+                .call1((pyo3::types::PyBytes::new(py, bytes),))?,
             Input::File(file) => self.open_file(py, file)?,
         };
         env.set_item(&self.k_input, input)?;
@@ -261,7 +274,12 @@ impl EnvironBuilder {
         latin1(py, path)
     }
 
-    fn set_headers(&mut self, py: Python<'_>, env: &Bound<'_, PyDict>, req: &Request<'_, '_>) -> PyResult<()> {
+    fn set_headers(
+        &mut self,
+        py: Python<'_>,
+        env: &Bound<'_, PyDict>,
+        req: &Request<'_, '_>,
+    ) -> PyResult<()> {
         for header in req.headers {
             let name = header.name;
             if name.contains('_') {
@@ -273,8 +291,10 @@ impl EnvironBuilder {
                 // The parser accepts repeats only when they agree: keep one.
                 env.set_item(&self.k_content_length, latin1(py, header.value))?;
                 continue;
-            } else if let Some((_, k)) =
-                self.headers.iter().find(|(h, _)| h.len() == name.len() && h.eq_ignore_ascii_case(name))
+            } else if let Some((_, k)) = self
+                .headers
+                .iter()
+                .find(|(h, _)| h.len() == name.len() && h.eq_ignore_ascii_case(name))
             {
                 k.bind(py).clone()
             } else {

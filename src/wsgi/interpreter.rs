@@ -77,7 +77,10 @@ impl SubInterpreter {
         // detach so the thread holds nothing while it waits for I/O.
         let saved = unsafe { ffi::PyEval_SaveThread() };
         debug_assert_eq!(saved, tstate);
-        Ok(SubInterpreter { tstate, _owned_by_thread: PhantomData })
+        Ok(SubInterpreter {
+            tstate,
+            _owned_by_thread: PhantomData,
+        })
     }
 
     /// Subinterpreters are not usable before 3.13 (3.12.1 crashes at interpreter exit).
@@ -147,8 +150,14 @@ impl ThreadState {
         // and also binds the new state to this thread for PyGILState, so `Python::attach`
         // finds it once it is current.
         let tstate = unsafe { ffi::PyThreadState_New(interpreter.0) };
-        assert!(!tstate.is_null(), "PyThreadState_New failed (out of memory)");
-        ThreadState { tstate, _owned_by_thread: PhantomData }
+        assert!(
+            !tstate.is_null(),
+            "PyThreadState_New failed (out of memory)"
+        );
+        ThreadState {
+            tstate,
+            _owned_by_thread: PhantomData,
+        }
     }
 
     /// Runs `f` attached to the interpreter through this thread state.

@@ -24,7 +24,10 @@ pub struct Names {
 impl Names {
     pub fn new(py: Python<'_>) -> Self {
         let i = |s| PyString::intern(py, s).unbind();
-        Names { close: i("close"), filelike: i("filelike") }
+        Names {
+            close: i("close"),
+            filelike: i("filelike"),
+        }
     }
 }
 
@@ -67,7 +70,11 @@ impl BodyWriter {
             Framing::Length(n) => n,
             _ => 0,
         };
-        BodyWriter { framing, send, remaining }
+        BodyWriter {
+            framing,
+            send,
+            remaining,
+        }
     }
 
     /// The body length announced by Content-Length, when a body is sent with that framing.
@@ -149,7 +156,11 @@ pub fn pull<'py>(
         let bytes = item?.cast_into::<PyBytes>().map_err(|e| {
             Failure::Invalid(format!(
                 "the app's iterable yielded {}, not bytes",
-                e.into_inner().get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                e.into_inner()
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         let nonempty = !bytes.as_bytes().is_empty();
@@ -184,7 +195,9 @@ pub fn write_head(
     date: &DateCache,
 ) -> Result<(BodyWriter, bool), Failure> {
     let Some((status, headers)) = start_response.status_and_headers(py) else {
-        return Err(Failure::Invalid("the app did not call start_response()".into()));
+        return Err(Failure::Invalid(
+            "the app did not call start_response()".into(),
+        ));
     };
     let mut head = HeadWriter::new(out, req.version, &latin1_bytes(&status)?)
         .map_err(|e| Failure::Invalid(e.to_string()))?;
@@ -193,7 +206,9 @@ pub fn write_head(
             Ok(t) if t.len() == 2 => t,
             _ => {
                 head.abort();
-                return Err(Failure::Invalid(format!("response header {item} is not a (name, value) tuple")));
+                return Err(Failure::Invalid(format!(
+                    "response header {item} is not a (name, value) tuple"
+                )));
             }
         };
         let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
@@ -251,5 +266,9 @@ pub fn wrapped_file(wrapper: &Bound<'_, PyAny>, names: &Names) -> Option<FileBod
         return None;
     }
     let file = std::fs::File::from(nix::unistd::dup(borrowed).ok()?);
-    Some(FileBody { file, offset, len: (stat.st_size as u64).saturating_sub(offset) })
+    Some(FileBody {
+        file,
+        offset,
+        len: (stat.st_size as u64).saturating_sub(offset),
+    })
 }

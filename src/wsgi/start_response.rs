@@ -112,13 +112,21 @@ impl StartResponse {
     }
 
     /// The status and headers passed to start_response, if it was called.
-    pub fn status_and_headers<'py>(&mut self, py: Python<'py>) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    pub fn status_and_headers<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let slot = self.slot(py);
         if slot.status.is_null() {
             return None;
         }
         // SAFETY: non-null owned references held by the slot; new strong references are made.
-        unsafe { Some((Bound::from_borrowed_ptr(py, slot.status), Bound::from_borrowed_ptr(py, slot.headers))) }
+        unsafe {
+            Some((
+                Bound::from_borrowed_ptr(py, slot.status),
+                Bound::from_borrowed_ptr(py, slot.headers),
+            ))
+        }
     }
 
     /// Takes the bytes passed to write() since the last call.
@@ -138,15 +146,24 @@ impl StartResponse {
     /// The state of the current response, to be restored before it is resumed.
     pub fn save(&mut self, py: Python<'_>) -> Saved {
         let pair = self.status_and_headers(py);
-        Saved { status: pair.as_ref().map(|(s, _)| s.clone().unbind()), headers: pair.map(|(_, h)| h.unbind()) }
+        Saved {
+            status: pair.as_ref().map(|(s, _)| s.clone().unbind()),
+            headers: pair.map(|(_, h)| h.unbind()),
+        }
     }
 
     /// Makes `saved` (a response whose head was sent) the current response again.
     pub fn restore(&mut self, py: Python<'_>, saved: &Saved) {
         let slot = self.slot(py);
         slot.clear();
-        slot.status = saved.status.as_ref().map_or(ptr::null_mut(), |s| s.clone_ref(py).into_ptr());
-        slot.headers = saved.headers.as_ref().map_or(ptr::null_mut(), |h| h.clone_ref(py).into_ptr());
+        slot.status = saved
+            .status
+            .as_ref()
+            .map_or(ptr::null_mut(), |s| s.clone_ref(py).into_ptr());
+        slot.headers = saved
+            .headers
+            .as_ref()
+            .map_or(ptr::null_mut(), |h| h.clone_ref(py).into_ptr());
         slot.sent = true;
     }
 }
@@ -176,7 +193,9 @@ unsafe impl Sync for MethodDef {}
 
 static START_RESPONSE_DEF: MethodDef = MethodDef(std::cell::UnsafeCell::new(ffi::PyMethodDef {
     ml_name: c"start_response".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: start_response },
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: start_response,
+    },
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
     ml_doc: c"start_response(status, response_headers, exc_info=None) (PEP 3333)".as_ptr(),
 }));
@@ -216,17 +235,27 @@ unsafe extern "C" fn start_response(
     // SAFETY: CPython calls this with the GIL held, `pair` the tuple (capsule, write) given at
     // creation, `args` holding `nargs` positional then `len(kwnames)` keyword values.
     unsafe {
-        let nkw = if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) };
+        let nkw = if kwnames.is_null() {
+            0
+        } else {
+            ffi::PyTuple_GET_SIZE(kwnames)
+        };
         let mut exc_info: *mut ffi::PyObject = ptr::null_mut();
         for i in 0..nkw {
             let name = ffi::PyTuple_GET_ITEM(kwnames, i);
             if ffi::PyUnicode_CompareWithASCIIString(name, c"exc_info".as_ptr()) != 0 || nargs > 2 {
-                return raise(ffi::PyExc_TypeError, c"start_response() got an unexpected keyword argument");
+                return raise(
+                    ffi::PyExc_TypeError,
+                    c"start_response() got an unexpected keyword argument",
+                );
             }
             exc_info = *args.offset(nargs + i);
         }
         if !(2..=3).contains(&nargs) {
-            return raise(ffi::PyExc_TypeError, c"start_response() takes status, response_headers and an optional exc_info");
+            return raise(
+                ffi::PyExc_TypeError,
+                c"start_response() takes status, response_headers and an optional exc_info",
+            );
         }
         if nargs == 3 {
             exc_info = *args.add(2);
@@ -237,10 +266,16 @@ unsafe extern "C" fn start_response(
             if slot.sent {
                 // PEP 3333: the head is out, so the error cannot be reported any more: re-raise it.
                 if ffi::PyTuple_Check(exc_info) == 0 || ffi::PyTuple_GET_SIZE(exc_info) != 3 {
-                    return raise(ffi::PyExc_TypeError, c"exc_info must be a (type, value, traceback) tuple");
+                    return raise(
+                        ffi::PyExc_TypeError,
+                        c"exc_info must be a (type, value, traceback) tuple",
+                    );
                 }
-                let (t, v, tb) =
-                    (ffi::PyTuple_GET_ITEM(exc_info, 0), ffi::PyTuple_GET_ITEM(exc_info, 1), ffi::PyTuple_GET_ITEM(exc_info, 2));
+                let (t, v, tb) = (
+                    ffi::PyTuple_GET_ITEM(exc_info, 0),
+                    ffi::PyTuple_GET_ITEM(exc_info, 1),
+                    ffi::PyTuple_GET_ITEM(exc_info, 2),
+                );
                 ffi::Py_XINCREF(t);
                 ffi::Py_XINCREF(v);
                 ffi::Py_XINCREF(tb);
@@ -250,7 +285,10 @@ unsafe extern "C" fn start_response(
                 return ptr::null_mut();
             }
         } else if !slot.status.is_null() {
-            return raise(ffi::PyExc_AssertionError, c"start_response() called a second time without exc_info");
+            return raise(
+                ffi::PyExc_AssertionError,
+                c"start_response() called a second time without exc_info",
+            );
         }
         if ffi::PyUnicode_CheckExact(status) == 0 {
             return raise(ffi::PyExc_TypeError, c"status must be a str");
@@ -268,12 +306,18 @@ unsafe extern "C" fn start_response(
     }
 }
 
-unsafe extern "C" fn write(capsule: *mut ffi::PyObject, data: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn write(
+    capsule: *mut ffi::PyObject,
+    data: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held and `capsule` the `self` given at creation.
     unsafe {
         let slot = slot_of(capsule);
         if slot.status.is_null() {
-            return raise(ffi::PyExc_AssertionError, c"write() called before start_response()");
+            return raise(
+                ffi::PyExc_AssertionError,
+                c"write() called before start_response()",
+            );
         }
         if ffi::PyBytes_CheckExact(data) == 0 {
             return raise(ffi::PyExc_TypeError, c"write() takes bytes");

@@ -34,7 +34,10 @@ pub fn latin1_bytes<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     let s = obj.cast::<PyString>().map_err(|_| {
         PyTypeError::new_err(format!(
             "expected str, got {}",
-            obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     let utf8 = s.to_str()?;

@@ -17,7 +17,10 @@ pub struct Table<T> {
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Table { slots: Vec::new(), free: Vec::new() }
+        Table {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
     }
 }
 
@@ -28,11 +31,17 @@ impl<T> Table<T> {
                 let slot = &mut self.slots[index as usize];
                 slot.0 = slot.0.wrapping_add(1);
                 slot.1 = Some(value);
-                Handle { index, generation: slot.0 }
+                Handle {
+                    index,
+                    generation: slot.0,
+                }
             }
             None => {
                 self.slots.push((0, Some(value)));
-                Handle { index: (self.slots.len() - 1) as u32, generation: 0 }
+                Handle {
+                    index: (self.slots.len() - 1) as u32,
+                    generation: 0,
+                }
             }
         }
     }
