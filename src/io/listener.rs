@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -52,6 +52,23 @@ pub fn adopt_listener(fd: RawFd) -> io::Result<TcpListener> {
             Err(e)
         }
     }
+}
+
+/// Takes ownership of an inherited fd that is not a listener (a pipe from the master): `fd`
+/// must be open and owned by nobody else in this process. Sets CLOEXEC so it is not passed on.
+pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "negative fd"));
+    }
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF (checked) when
+    // `fd` is not open, so no fd that does not exist becomes owned.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and, by the caller's contract, owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_inheritable(owned.as_fd(), false)?;
+    Ok(owned)
 }
 
 fn check_listener(fd: &OwnedFd) -> io::Result<()> {

@@ -19,6 +19,7 @@ use crate::config;
 
 mod binds;
 mod master;
+pub mod status;
 mod thread;
 mod worker_process;
 
