@@ -105,6 +105,11 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub write_timeout: f64,
 
+    /// Seconds a graceful stop (SIGTERM, or a worker process being replaced) waits for the
+    /// requests already received to be answered before the connections left are aborted.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub graceful_timeout: f64,
+
     /// Keep per-worker statistics (where request time goes, batch sizes, io_uring submissions
     /// per request) and print them at exit and on SIGUSR2. Costs a few clock reads per request.
     #[arg(long)]
@@ -165,6 +170,7 @@ pub struct WorkerConfig {
     pub keep_alive: f64,
     pub body_timeout: f64,
     pub write_timeout: f64,
+    pub graceful_timeout: f64,
     /// `--stats`.
     pub stats: bool,
 }

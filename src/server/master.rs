@@ -52,6 +52,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     config::seconds("--keep-alive", args.keep_alive)?;
     config::seconds("--body-timeout", args.body_timeout)?;
     config::seconds("--write-timeout", args.write_timeout)?;
+    config::seconds("--graceful-timeout", args.graceful_timeout)?;
     let spool_dir = match &args.spool_dir {
         Some(dir) => Some(
             std::path::absolute(dir)
@@ -82,6 +83,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         keep_alive: args.keep_alive,
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
+        graceful_timeout: args.graceful_timeout,
         stats: args.stats,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.

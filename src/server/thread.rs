@@ -53,6 +53,7 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
             keep_alive: secs(config.keep_alive),
             body: secs(config.body_timeout),
             write: secs(config.write_timeout),
+            graceful: secs(config.graceful_timeout),
         },
         max_connections: config.worker_connections,
     }

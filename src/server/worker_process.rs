@@ -6,7 +6,9 @@ use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use pyo3::Python;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
@@ -97,7 +99,8 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
                 .expect("spawn worker thread")
         })
         .collect();
-    let code = wait_for_threads(&rx, threads.len(), &control);
+    let graceful = Duration::from_secs_f64(config.graceful_timeout.max(0.001));
+    let code = wait_for_threads(&rx, threads.len(), &control, graceful);
     for thread in threads {
         let _ = thread.join();
     }
@@ -107,14 +110,29 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
 }
 
 /// Waits for every thread to boot, then for a signal or a thread's unexpected end; then stops
-/// all threads and waits until they have exited. Returns the process's exit code.
-fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
+/// all threads and waits until they have exited. Returns the process's exit code. SIGTERM
+/// drains (graceful); SIGINT, SIGQUIT, a failed thread stop at once. A thread that has not ended
+/// a second after `--graceful-timeout` (stuck in the app) ends the process.
+fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control, graceful: Duration) -> i32 {
     let mut wakers = Vec::new();
     let mut running = n;
     let mut code = 0;
     let mut stopping = false;
+    let mut give_up: Option<Instant> = None;
     while running > 0 {
-        let Ok(report) = rx.recv() else { break };
+        let report = match give_up {
+            None => rx.recv().ok(),
+            Some(at) => match rx.recv_deadline(at) {
+                Err(RecvTimeoutError::Timeout) => {
+                    tracing::error!(
+                        "{running} worker threads did not stop within --graceful-timeout: exiting"
+                    );
+                    std::process::exit(1);
+                }
+                report => report.ok(),
+            },
+        };
+        let Some(report) = report else { break };
         match report {
             Report::Ready { waker } => {
                 wakers.push(waker);
@@ -136,11 +154,18 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
                     tracing::error!("worker thread {index} failed: {error}");
                     code = 1;
                 }
-                stopping = true;
+                // Threads end on their own only when told to: otherwise stop the others.
+                stopping |= !control.drain.load(Ordering::Acquire);
             }
             Report::Signal(SIGUSR2) => {
                 control.report.fetch_add(1, Ordering::AcqRel);
                 wakers.iter().for_each(Waker::wake);
+            }
+            Report::Signal(SIGTERM) => {
+                tracing::debug!("worker process got SIGTERM: draining");
+                control.drain.store(true, Ordering::Release);
+                wakers.iter().for_each(Waker::wake);
+                give_up.get_or_insert(Instant::now() + graceful + Duration::from_secs(1));
             }
             Report::Signal(sig) => {
                 tracing::debug!("worker process got {}", signal_name(sig));
@@ -150,6 +175,7 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
         if stopping {
             control.stop.store(true, Ordering::Release);
             wakers.iter().for_each(Waker::wake);
+            give_up.get_or_insert(Instant::now() + graceful + Duration::from_secs(1));
         }
     }
     code

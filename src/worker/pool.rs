@@ -24,6 +24,8 @@ pub struct Job {
     pub head: Vec<u8>,
     pub body: OwnedBody,
     pub peer: SocketAddr,
+    /// False when the I/O thread decided the connection closes after this response (draining).
+    pub keep_alive: bool,
 }
 
 /// A request body owned by a job.
@@ -151,7 +153,10 @@ fn serve_jobs(
             let mut slots = http::new_header_slots();
             let mut out = Vec::new();
             let req = match http::parse_head(&job.head, &mut slots, head_limits) {
-                Ok(req) => req,
+                Ok(req) => http::Request {
+                    keep_alive: req.keep_alive && job.keep_alive,
+                    ..req
+                },
                 Err(err) => {
                     // The I/O thread parsed this head already; this cannot happen.
                     http::write_error_response(&mut out, err.status, Version::Http11, &date);
