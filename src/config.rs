@@ -105,6 +105,13 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub write_timeout: f64,
 
+    /// Seconds an app call (including each step of iterating its response body) may run before
+    /// it is interrupted with an exception (the client gets 504, or a closed connection once the
+    /// response began). 0 disables it. A call that still has not returned --graceful-timeout
+    /// later has the worker process replaced.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub timeout: f64,
+
     /// Seconds a graceful stop (SIGTERM, or a worker process being replaced) waits for the
     /// requests already received to be answered before the connections left are aborted.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
@@ -171,6 +178,8 @@ pub struct WorkerConfig {
     pub body_timeout: f64,
     pub write_timeout: f64,
     pub graceful_timeout: f64,
+    /// `--timeout` (0: off).
+    pub timeout: f64,
     /// `--stats`.
     pub stats: bool,
 }

@@ -53,6 +53,9 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     config::seconds("--body-timeout", args.body_timeout)?;
     config::seconds("--write-timeout", args.write_timeout)?;
     config::seconds("--graceful-timeout", args.graceful_timeout)?;
+    if args.timeout != 0.0 {
+        config::seconds("--timeout", args.timeout)?;
+    }
     let spool_dir = match &args.spool_dir {
         Some(dir) => Some(
             std::path::absolute(dir)
@@ -84,6 +87,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
         graceful_timeout: args.graceful_timeout,
+        timeout: args.timeout,
         stats: args.stats,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.

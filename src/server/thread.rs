@@ -103,6 +103,12 @@ pub(super) fn worker_thread(
             return fail(explain_ring_error(&e));
         }
     };
+    let raiser = control.watchdog.raiser(interpreter.reference());
+    let watcher = raiser.as_ref().map(|r| r.watcher());
+    let mut wsgi = wsgi;
+    if let (Some(watcher), 1) = (&watcher, config.threads) {
+        interpreter.attach(|py| wsgi.watch_calls(watcher.watch(py)));
+    }
     let waker = ring.waker();
     let _ = tx.send(Report::Ready {
         waker: waker.clone(),
@@ -123,6 +129,7 @@ pub(super) fn worker_thread(
             settings,
             head_limits,
             waker,
+            watcher,
         );
         worker = worker.with_pool(pool);
         // This thread never attaches while the pool runs: the pool's threads need the GIL.
@@ -134,6 +141,9 @@ pub(super) fn worker_thread(
     let (wsgi, pool) = worker.into_parts();
     if let Some(pool) = pool {
         pool.shutdown();
+    }
+    if let Some(raiser) = raiser {
+        raiser.stop();
     }
     interpreter.attach(|py| wsgi.release(py));
     interpreter.end();

@@ -13,6 +13,7 @@ use pyo3::Python;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 
+use super::status::{self, Status};
 use super::thread::worker_thread;
 use super::{
     init_logging, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV, WORKER_FDS_ENV,
@@ -20,7 +21,7 @@ use super::{
 use crate::config::WorkerConfig;
 use crate::io::{self, Waker};
 use crate::worker::Control;
-use crate::wsgi;
+use crate::wsgi::{self, Watchdog};
 
 /// Messages from the worker threads (and the signal thread) to the worker process's main thread.
 pub(super) enum Report {
@@ -86,7 +87,14 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
             let _ = signal_tx.send(Report::Signal(sig));
         }
     });
-    let control = Arc::new(Control::default());
+    let control = Arc::new(Control {
+        watchdog: Watchdog::start(
+            Duration::from_secs_f64(config.timeout.max(0.0)),
+            Duration::from_secs_f64(config.graceful_timeout.max(0.0)),
+            || status::notify(&Status::Replace("timeout".into())),
+        ),
+        ..Control::default()
+    });
     let config = Arc::new(config);
     let threads: Vec<_> = listeners
         .into_iter()

@@ -83,6 +83,8 @@ pub struct Control {
     pub drain: AtomicBool,
     /// Incremented for each statistics report asked for (SIGUSR2).
     pub report: AtomicU64,
+    /// `--timeout`: interrupts app calls that run too long.
+    pub watchdog: wsgi::Watchdog,
 }
 
 /// A worker's event loop over transport `T`.
