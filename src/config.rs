@@ -112,6 +112,16 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub timeout: f64,
 
+    /// Requests a worker thread serves before its worker process is replaced (gracefully, by a
+    /// new one), to bound the effect of leaks. 0 disables it.
+    #[arg(long, value_name = "INT", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// Each worker thread's limit is --max-requests plus a random number from 0 to this, so that
+    /// the workers are not all replaced at once.
+    #[arg(long, value_name = "INT", default_value_t = 0)]
+    pub max_requests_jitter: u64,
+
     /// Seconds a graceful stop (SIGTERM, or a worker process being replaced) waits for the
     /// requests already received to be answered before the connections left are aborted.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
@@ -180,6 +190,9 @@ pub struct WorkerConfig {
     pub graceful_timeout: f64,
     /// `--timeout` (0: off).
     pub timeout: f64,
+    /// `--max-requests` (0: off) and `--max-requests-jitter`.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
     /// `--stats`.
     pub stats: bool,
 }

@@ -88,6 +88,8 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         write_timeout: args.write_timeout,
         graceful_timeout: args.graceful_timeout,
         timeout: args.timeout,
+        max_requests: args.max_requests,
+        max_requests_jitter: args.max_requests_jitter,
         stats: args.stats,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.

@@ -56,7 +56,21 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
             graceful: secs(config.graceful_timeout),
         },
         max_connections: config.worker_connections,
+        max_requests: max_requests(config.max_requests, config.max_requests_jitter),
     }
+}
+
+/// This thread's `--max-requests`: N plus a random number from 0 to the jitter (as gunicorn).
+fn max_requests(n: u64, jitter: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    if n == 0 || jitter == 0 {
+        return n;
+    }
+    // A randomly keyed hasher is all the randomness this needs.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    n + random % (jitter + 1)
 }
 
 /// One worker thread: pinned CPU, own interpreter, own ring, own listener.

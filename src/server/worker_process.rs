@@ -20,7 +20,7 @@ use super::{
 };
 use crate::config::WorkerConfig;
 use crate::io::{self, Waker};
-use crate::worker::Control;
+use crate::worker::{Control, Replacement};
 use crate::wsgi::{self, Watchdog};
 
 /// Messages from the worker threads (and the signal thread) to the worker process's main thread.
@@ -87,12 +87,17 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
             let _ = signal_tx.send(Report::Signal(sig));
         }
     });
+    let replacement = Arc::new(Replacement::new(|reason| {
+        status::notify(&Status::Replace(reason.into()))
+    }));
+    let stuck = replacement.clone();
     let control = Arc::new(Control {
         watchdog: Watchdog::start(
             Duration::from_secs_f64(config.timeout.max(0.0)),
             Duration::from_secs_f64(config.graceful_timeout.max(0.0)),
-            || status::notify(&Status::Replace("timeout".into())),
+            move || stuck.ask("timeout"),
         ),
+        replacement,
         ..Control::default()
     });
     let config = Arc::new(config);

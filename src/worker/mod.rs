@@ -46,6 +46,8 @@ pub struct Limits {
     pub timeouts: Timeouts,
     /// Open connections per worker; beyond it new ones wait in the listener's backlog.
     pub max_connections: usize,
+    /// Requests after which this worker asks for its process to be replaced (0: never).
+    pub max_requests: u64,
 }
 
 impl Default for Limits {
@@ -59,6 +61,7 @@ impl Default for Limits {
             head: HeadLimits::default(),
             timeouts: Timeouts::default(),
             max_connections: 10_000,
+            max_requests: 0,
         }
     }
 }
@@ -85,6 +88,46 @@ pub struct Control {
     pub report: AtomicU64,
     /// `--timeout`: interrupts app calls that run too long.
     pub watchdog: wsgi::Watchdog,
+    /// Asks the master for a replacement of this worker process (once per process).
+    pub replacement: Arc<Replacement>,
+}
+
+/// Asks (once) for this worker process to be replaced: the master starts a new one and, once it
+/// serves, stops this one gracefully.
+#[derive(Default)]
+pub struct Replacement {
+    asked: AtomicBool,
+    ask: Option<AskReplacement>,
+}
+
+/// How a replacement is asked for (the status pipe to the master).
+type AskReplacement = Box<dyn Fn(&str) + Send + Sync>;
+
+impl Replacement {
+    /// `ask` sends the request (the status pipe).
+    pub fn new(ask: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Replacement {
+            asked: AtomicBool::new(false),
+            ask: Some(Box::new(ask)),
+        }
+    }
+
+    /// Sends `reason` unless a request was sent already.
+    pub fn ask(&self, reason: &str) {
+        if !self.asked.swap(true, Ordering::AcqRel) {
+            if let Some(ask) = &self.ask {
+                ask(reason);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Replacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replacement")
+            .field("asked", &self.asked)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A worker's event loop over transport `T`.
@@ -111,6 +154,8 @@ pub struct Worker<T: Transport> {
     ticked: bool,
     /// Requests answered in the current round (the batch size).
     answered: usize,
+    /// Requests taken on so far (inline or handed to the pool), for `max_requests`.
+    served: u64,
     /// `--stats`: the block, who this worker is (index, CPU), the last report asked for.
     stats: Option<(Stats, usize, usize, u64)>,
 }
@@ -166,6 +211,7 @@ impl<T: Transport> Worker<T> {
             rounds: 0,
             ticked: false,
             answered: 0,
+            served: 0,
             stats: None,
         }
     }
@@ -231,6 +277,9 @@ impl<T: Transport> Worker<T> {
         let before = self.stats.as_ref().map(|_| self.wsgi.times());
         for &event in events.iter() {
             self.handle(py, event);
+        }
+        if self.served >= self.limits.max_requests && self.limits.max_requests != 0 {
+            self.max_requests_reached();
         }
         if std::mem::take(&mut self.ticked) {
             // After the round's other events: a connection is not taken for idle while a read
@@ -383,6 +432,7 @@ impl<T: Transport> Worker<T> {
             now,
             drain,
             answered: answered_in_round,
+            served,
             ..
         } = self;
         let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else {
@@ -509,6 +559,7 @@ impl<T: Transport> Worker<T> {
                     keep_alive: req.keep_alive,
                 });
                 pos += total;
+                *served += 1;
                 conn.request_done();
                 conn.in_pool = true;
                 break Next::Wait;
@@ -517,6 +568,7 @@ impl<T: Transport> Worker<T> {
             pos += total;
             answered += 1;
             *answered_in_round += 1;
+            *served += 1;
             conn.request_done();
             match respond {
                 Respond::Done { keep_alive: true } => continue,
@@ -748,6 +800,17 @@ impl<T: Transport> Worker<T> {
         if let Some(conn) = self.conn_mut(id) {
             conn.read_after_drain |= !filled;
         }
+    }
+
+    /// `max_requests` reached: ask for a replacement (once) and serve on until the master stops
+    /// this process.
+    fn max_requests_reached(&mut self) {
+        tracing::info!(
+            "{} requests served (--max-requests): asking for a replacement",
+            self.served
+        );
+        self.control.replacement.ask("max-requests");
+        self.limits.max_requests = 0;
     }
 
     /// Aborts every connection still open.

@@ -10,7 +10,7 @@
 //! still running `--graceful-timeout` after the timeout makes the worker process ask the master
 //! to replace it (`replace timeout` on the status pipe).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -180,9 +180,8 @@ struct Shared {
     /// Running this long: the process asks to be replaced.
     stuck_after: Duration,
     watched: Mutex<Vec<Watched>>,
-    /// Asks for the process to be replaced (once).
+    /// Asks for the process to be replaced.
     on_stuck: Box<dyn Fn() + Send + Sync>,
-    replace_asked: AtomicBool,
 }
 
 /// The process's watchdog (disabled with `--timeout 0`).
@@ -201,7 +200,7 @@ impl std::fmt::Debug for Watchdog {
 
 impl Watchdog {
     /// Starts the monitor thread; `timeout` zero disables everything. `on_stuck` is called
-    /// (once) when a call has still not returned `graceful` after its timeout.
+    /// when a call has still not returned `graceful` after its timeout.
     pub fn start(
         timeout: Duration,
         graceful: Duration,
@@ -215,7 +214,6 @@ impl Watchdog {
             stuck_after: timeout + graceful,
             watched: Mutex::new(Vec::new()),
             on_stuck: Box::new(on_stuck),
-            replace_asked: AtomicBool::new(false),
         });
         let monitor = shared.clone();
         std::thread::Builder::new()
@@ -293,9 +291,7 @@ impl Shared {
                      code?): asking for this worker process to be replaced",
                     ran_for.as_secs_f64()
                 );
-                if !self.replace_asked.swap(true, Ordering::Relaxed) {
-                    (self.on_stuck)();
-                }
+                (self.on_stuck)();
             }
         }
     }
