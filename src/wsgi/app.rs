@@ -175,7 +175,7 @@ impl Wsgi {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         out: &mut Vec<u8>,
         date: &DateCache,
     ) -> Respond {
@@ -284,7 +284,7 @@ impl State {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         out: &mut Vec<u8>,
         date: &DateCache,
         info: &RequestInfo,
