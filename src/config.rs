@@ -30,7 +30,8 @@ pub struct Args {
     pub bind: String,
 
     /// Number of worker threads, each pinned to one CPU with its own io_uring loop, listener and
-    /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity).
+    /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity), at most
+    /// the cgroup's CPU quota (cpu.max) rounded up.
     #[arg(short, long, value_name = "INT")]
     pub workers: Option<usize>,
 
@@ -122,11 +123,6 @@ pub struct Args {
     #[arg(long, value_name = "INT", default_value_t = 0)]
     pub max_requests_jitter: u64,
 
-    /// Seconds a graceful stop (SIGTERM, or a worker process being replaced) waits for the
-    /// requests already received to be answered before the connections left are aborted.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
-    pub graceful_timeout: f64,
-
     /// Keep per-worker statistics (where request time goes, batch sizes, io_uring submissions
     /// per request) and print them at exit and on SIGUSR2. Costs a few clock reads per request.
     #[arg(long)]
@@ -135,6 +131,37 @@ pub struct Args {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// How the app is run. subinterpreter: one worker process, one own-GIL subinterpreter per
+    /// worker thread (Python 3.13+). process: one worker process per worker, each running the
+    /// app in its main interpreter (for extension modules that refuse subinterpreters). auto:
+    /// subinterpreter, falling back to process when an extension module imported while the app
+    /// loads refuses subinterpreters (process before Python 3.13).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Auto)]
+    pub mode: Mode,
+
+    /// Seconds a stopping worker process (SIGTERM, reload, replacement) gets to finish its
+    /// requests: it answers every request already received, then what is left is aborted
+    /// (and the process is killed soon after).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub graceful_timeout: f64,
+}
+
+/// `--mode`: where the app's Python code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Auto,
+    Subinterpreter,
+    Process,
+}
+
+/// The interpreter a worker process runs the app in (the master resolves `--mode auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Interpreters {
+    /// One own-GIL subinterpreter per worker thread.
+    Sub,
+    /// The process's main interpreter, shared by its threads.
+    Main,
 }
 
 /// Errors in the configuration, reported as one line before anything starts.
@@ -195,12 +222,16 @@ pub struct WorkerConfig {
     pub max_requests_jitter: u64,
     /// `--stats`.
     pub stats: bool,
+    /// Where the app runs in this worker process.
+    pub interpreters: Interpreters,
+    /// Worker threads of all worker processes together (wsgi.multiprocess).
+    pub total_workers: usize,
 }
 
 impl WorkerConfig {
     /// wsgi.multiprocess: true when requests of this app may be served by more than one worker.
     pub fn multiprocess(&self) -> bool {
-        self.cpus.len() > 1
+        self.total_workers > 1
     }
 }
 
@@ -262,18 +293,23 @@ pub fn parse_bind(bind: &str) -> Result<SocketAddr, ConfigError> {
     format!("{host}:{port}").parse().map_err(|_| err())
 }
 
-/// The CPUs this process may run on (sched_getaffinity), in order.
-pub fn available_cpus() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|id| id.id).collect::<Vec<_>>())
-        .filter(|ids| !ids.is_empty())
-        .unwrap_or_else(|| vec![0])
-}
-
-/// Picks the CPU of each worker: one per available CPU, wrapping around when more workers than
-/// CPUs are asked for.
+/// Picks the CPU of each worker. Default: one per CPU of the affinity mask, cut to the cgroup's
+/// CPU quota; an explicit count wraps around the affinity mask when larger.
 pub fn worker_cpus(workers: Option<usize>) -> Result<Vec<usize>, ConfigError> {
-    let cpus = available_cpus();
+    let cpus = match workers {
+        Some(_) => crate::cpus::affinity(),
+        None => {
+            let (cpus, quota) = crate::cpus::usable();
+            if let Some(quota) = quota {
+                tracing::info!(
+                    "{} workers: the cgroup CPU quota is {quota} CPUs (of {} in the affinity mask)",
+                    cpus.len(),
+                    crate::cpus::affinity().len()
+                );
+            }
+            cpus
+        }
+    };
     let n = workers.unwrap_or(cpus.len());
     if n == 0 {
         return Err(ConfigError::Workers);
@@ -328,9 +364,12 @@ mod tests {
 
     #[test]
     fn cpus_wrap_around() {
-        let n = available_cpus().len();
+        let n = crate::cpus::affinity().len();
         assert_eq!(worker_cpus(Some(n * 2 + 1)).unwrap().len(), n * 2 + 1);
         assert!(worker_cpus(Some(0)).is_err());
-        assert_eq!(worker_cpus(None).unwrap().len(), n);
+        assert_eq!(
+            worker_cpus(None).unwrap().len(),
+            crate::cpus::usable().0.len()
+        );
     }
 }

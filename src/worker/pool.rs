@@ -25,7 +25,7 @@ pub struct Job {
     pub conn: ConnId,
     pub head: Vec<u8>,
     pub body: OwnedBody,
-    pub peer: SocketAddr,
+    pub peer: Option<SocketAddr>,
     /// False when the I/O thread decided the connection closes after this response (draining).
     pub keep_alive: bool,
 }
