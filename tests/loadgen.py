@@ -2,18 +2,24 @@
 pipelining batches of requests (GET, POST with a body, a streaming response), checking every
 response in full. `stop()` makes it open no further connections and send no further requests;
 every request it did send must then get its complete 200 response (`failures` counts those
-that did not)."""
+that did not). With `keep_sending=True`, `stop()` only stops new connections: the open ones go
+on sending until the server closes them; a request sent after `stop()` that finds the connection
+closed without any byte of an answer (the server closed it as idle just then, the case a client
+retries) is counted in `retryable`, not in `failures`."""
 from __future__ import annotations
 
 import random
 import threading
 
-from harness import HTTPParseError, RawConn, build_request
+from harness import ConnectionClosed, HTTPParseError, RawConn, build_request
 
 
 class LoadGenerator:
-    def __init__(self, port: int, threads: int = 6, max_pipeline: int = 4, timeout: float = 30.0):
+    def __init__(self, port: int, threads: int = 6, max_pipeline: int = 4, timeout: float = 30.0,
+                 keep_sending: bool = False):
         self.port = port
+        self.keep_sending = keep_sending
+        self.retryable = 0
         self.max_pipeline = max_pipeline
         self.timeout = timeout
         self._stopped = threading.Event()
@@ -70,28 +76,35 @@ class LoadGenerator:
             with self._lock:
                 self.connections += 1
             with conn:
-                while not self._stopped.is_set():
+                while self.keep_sending or not self._stopped.is_set():
+                    after_stop = self._stopped.is_set()
                     batch = self._batch(rng, rng.randrange(1, self.max_pipeline + 1))
                     try:
                         conn.send(b"".join(raw for _, raw, _ in batch))
                     except OSError as e:
-                        # Nothing of this batch reached the server: not a sent request.
                         with self._lock:
-                            self.failures.append(f"t{index}: send on an open connection failed: {e}")
+                            if after_stop:
+                                self.retryable += len(batch)
+                            else:
+                                self.failures.append(f"t{index}: send on an open connection failed: {e}")
                         return
                     with self._lock:
                         self.sent += len(batch)
-                    if not self._read(index, conn, batch) or rng.random() < 0.02:
+                    if not self._read(index, conn, batch, after_stop) or rng.random() < 0.02:
                         break  # sometimes a new connection, so that some are young at a stop
 
-    def _read(self, index: int, conn: RawConn, batch) -> bool:
+    def _read(self, index: int, conn: RawConn, batch, after_stop: bool) -> bool:
         """Reads the batch's responses; False when the connection is over."""
         for i, (method, _, expect) in enumerate(batch):
             try:
                 r = conn.read_response(method)
             except (HTTPParseError, OSError) as e:
+                unanswered = isinstance(e, (ConnectionClosed, ConnectionResetError)) and not conn.buf
                 with self._lock:
-                    self.failures.append(f"t{index}: {len(batch) - i} responses missing: {e!r}")
+                    if after_stop and i == 0 and unanswered:
+                        self.retryable += len(batch)
+                    else:
+                        self.failures.append(f"t{index}: {len(batch) - i} responses missing: {e!r}")
                 return False
             ok = r.status == 200 and (expect is None or r.body == expect)
             with self._lock:

@@ -23,6 +23,25 @@ def test_sigterm_under_load_answers_every_request_sent(server_factory):
     assert code == 0, srv.describe(tail=30)
 
 
+def test_sigterm_while_clients_keep_sending_on_their_connections(server_factory):
+    """The generator only stops opening connections: what it sends on open ones is answered
+    until the server says Connection: close or closes an idle connection."""
+    srv = server_factory("lifecycle_app:app", "--workers", "2", "--graceful-timeout", "20")
+    load = LoadGenerator(srv.port, threads=6, keep_sending=True).start()
+    time.sleep(2.0)
+    load.stop()
+    srv.send_signal(signal.SIGTERM)
+    load.join()
+    code = srv.wait_exit(25)
+    print(f"SIGTERM, clients sending on: {load.sent} sent, {load.completed} completed, "
+          f"{len(load.failures)} failures, {load.retryable} unanswered after the stop (retryable), "
+          f"{load.closes_announced} Connection: close")
+    assert load.failures == [], f"{len(load.failures)} failures: {load.failures[:10]}"
+    assert load.completed + load.retryable == load.sent > 100
+    assert load.closes_announced >= 1
+    assert code == 0, srv.describe(tail=30)
+
+
 def test_requests_keep_coming_on_open_connections_during_a_drain(server_factory):
     """Clients that keep using their keep-alive connections after the signal are answered until
     the server says Connection: close; nothing they sent is lost."""
@@ -141,3 +160,19 @@ def test_sigint_stops_at_once(server_factory):
         assert eof and raw == b"", raw[:100]
         assert time.monotonic() - t0 < 8, "SIGINT waited for the running request"
     srv.stop()
+
+
+def test_sigterm_under_load_in_process_mode(server_factory):
+    srv = server_factory("lifecycle_app:app", "--workers", "2", "--mode", "process",
+                         "--graceful-timeout", "20")
+    load = LoadGenerator(srv.port, threads=6).start()
+    time.sleep(2.0)
+    load.stop()
+    srv.send_signal(signal.SIGTERM)
+    load.join()
+    code = srv.wait_exit(25)
+    print(f"SIGTERM under load (process mode): {load.sent} sent, {load.completed} completed, "
+          f"{len(load.failures)} failures, {load.connections} connections")
+    assert load.failures == [], f"{len(load.failures)} failures: {load.failures[:10]}"
+    assert load.completed == load.sent > 100
+    assert code == 0, srv.describe(tail=30)

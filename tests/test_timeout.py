@@ -69,3 +69,10 @@ def test_a_call_stuck_outside_python_asks_for_a_replacement(server_factory):
         # When the sleep returns, the pending interrupt fires: 504.
         r = c.read_response()
         assert r.status == 504
+
+
+def test_process_mode_interrupts_in_the_main_interpreter(server_factory):
+    srv = server_factory("lifecycle_app:app", "--workers", "1", "--mode", "process", "--timeout", "1")
+    r = get(srv.port, "/spin?s=30", timeout=30)
+    assert r.status == 504
+    assert get(srv.port, "/").status == 200
