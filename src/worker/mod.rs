@@ -70,6 +70,8 @@ impl Default for Limits {
 const MAX_UNSENT: usize = 4 << 20;
 /// Pipelined requests answered per connection before waiting for their responses to drain.
 const MAX_PIPELINED: usize = 64;
+/// The room `Transport::receive` gives a read, at least.
+const RECEIVE_RESERVE: usize = 16 * 1024;
 /// How long after a graceful stop began idle connections are kept open, at least (closed at the
 /// next tick after it).
 const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
@@ -314,7 +316,7 @@ impl<T: Transport> Worker<T> {
             Event::Received { conn, n } => {
                 let now = self.now;
                 if self.drain.is_some() {
-                    self.read_while_draining(conn);
+                    self.read_while_draining(conn, n);
                 }
                 if let Some(c) = self.conn_mut(conn) {
                     c.read_eof |= n == 0;
@@ -788,14 +790,16 @@ impl<T: Transport> Worker<T> {
         );
     }
 
-    /// Notes that a connection's read happened after the drain began (see [`Drain::round`]).
-    fn read_while_draining(&mut self, id: ConnId) {
+    /// Notes that a connection's read of `n` bytes happened after the drain began (see
+    /// [`Drain::round`]).
+    fn read_while_draining(&mut self, id: ConnId, n: usize) {
         let Some(drain) = self.drain else { return };
         if self.rounds <= drain.round || self.conn_mut(id).is_none() {
             return;
         }
         let input = self.io.input(id);
-        let filled = input.len() == input.capacity();
+        // A receive has at least RECEIVE_RESERVE of room: a shorter read took all there was.
+        let filled = n >= RECEIVE_RESERVE && input.len() == input.capacity();
         if let Some(conn) = self.conn_mut(id) {
             conn.read_after_drain |= !filled;
         }
