@@ -49,9 +49,13 @@ static PIPE: Mutex<Option<File>> = Mutex::new(None);
 /// thread is spawned) and removes the variable. Without one (a worker started by hand) the
 /// messages are dropped.
 pub fn adopt() {
-    let fd = std::env::var(STATUS_FD_ENV).ok().and_then(|s| s.parse::<RawFd>().ok());
+    let fd = std::env::var(STATUS_FD_ENV)
+        .ok()
+        .and_then(|s| s.parse::<RawFd>().ok());
     std::env::remove_var(STATUS_FD_ENV);
-    let Some(fd) = fd.filter(|fd| *fd > 2) else { return };
+    let Some(fd) = fd.filter(|fd| *fd > 2) else {
+        return;
+    };
     // The fd was inherited for exactly this purpose and nothing else in the process owns it.
     match crate::io::adopt_fd(fd) {
         Ok(fd) => *PIPE.lock().unwrap_or_else(|e| e.into_inner()) = Some(File::from(fd)),
