@@ -15,25 +15,29 @@ use signal_hook::iterator::Signals;
 use super::{binds, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV, WORKER_FDS_ENV};
 use crate::config::{self, Args, WorkerConfig};
 use crate::io;
-use crate::logging::{self, LogHandle};
+use crate::logging::{self, LogConfig, LogHandle};
 
 /// How long a stopping worker process gets before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The master: binds, starts the worker process, forwards signals, returns the exit code.
 pub fn run_master(args: Args, executable: PathBuf) -> i32 {
-    let log = match args.log_config().map(|c| logging::init_logging(&c)) {
-        Ok(Ok(log)) => log,
-        Ok(Err(err)) => {
-            eprintln!("error: {err}");
-            return 1;
-        }
+    // Resolved before --chdir: a relative log file is relative to where ringwsgi was started.
+    let log_config = match args.log_config() {
+        Ok(config) => config,
         Err(err) => {
             eprintln!("error: {err}");
             return 1;
         }
     };
-    match master(args, executable, &log) {
+    let log = match logging::init_logging(&log_config) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    match master(args, executable, log_config, &log) {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err}");
@@ -42,7 +46,12 @@ pub fn run_master(args: Args, executable: PathBuf) -> i32 {
     }
 }
 
-fn master(args: Args, executable: PathBuf, log: &LogHandle) -> Result<i32, StartError> {
+fn master(
+    args: Args,
+    executable: PathBuf,
+    log_config: LogConfig,
+    log: &LogHandle,
+) -> Result<i32, StartError> {
     config::check_app_spec(&args.app)?;
     let addr = config::parse_bind(&args.bind)?;
     if let Some(dir) = &args.chdir {
@@ -77,7 +86,7 @@ fn master(args: Args, executable: PathBuf, log: &LogHandle) -> Result<i32, Start
         cpus,
         bound,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
-        log: args.log_config()?,
+        log: log_config,
         threads: args.threads,
         limit_request_body: args.limit_request_body,
         spool_threshold: args.spool_threshold,
