@@ -121,8 +121,8 @@ pub struct Args {
     #[arg(long)]
     pub stats: bool,
 
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    /// Log level: error, warn, info, debug or trace (gunicorn's critical and warning too).
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
     pub log_level: String,
 
     /// Log format: `text` (one line per record) or `json` (one JSON object per line with
@@ -160,7 +160,10 @@ const GUNICORN_SHORTS: &[(&str, char)] = &[
 
 /// The clap command of [`Args`], with gunicorn's one-letter flags.
 pub fn command() -> clap::Command {
-    let mut cmd = Args::command();
+    with_gunicorn_shorts(Args::command())
+}
+
+fn with_gunicorn_shorts(mut cmd: clap::Command) -> clap::Command {
     for &(id, short) in GUNICORN_SHORTS {
         let exists = cmd.get_arguments().any(|a| a.get_id() == id);
         let taken = cmd.get_arguments().any(|a| a.get_short() == Some(short));
@@ -443,6 +446,24 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn gunicorn_letters_go_to_the_flags_that_exist_when_free() {
+        use clap::Arg;
+        let cmd = clap::Command::new("t")
+            .arg(Arg::new("timeout").long("timeout"))
+            .arg(Arg::new("mode").long("mode").short('m'))
+            .arg(Arg::new("umask").long("umask"));
+        let cmd = with_gunicorn_shorts(cmd);
+        let short = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_short())
+        };
+        assert_eq!(short("timeout"), Some('t'));
+        assert_eq!(short("umask"), None, "-m was taken");
+        cmd.debug_assert();
     }
 
     #[test]

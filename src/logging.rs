@@ -28,7 +28,8 @@ pub enum LogFormat {
 /// How a process logs; the master passes its own to the worker process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogConfig {
-    /// An `EnvFilter` directive (`info`, `debug`...); an invalid one falls back to `info`.
+    /// A level (`info`, `debug`, gunicorn's `warning`...) or `EnvFilter` directive, checked by
+    /// [`parse_level`].
     pub level: String,
     pub format: LogFormat,
     /// An absolute path, or `None` for stderr.
@@ -68,7 +69,7 @@ impl LogHandle {
 
 /// Installs the process's subscriber. Fails only when the log file cannot be opened.
 pub fn init_logging(config: &LogConfig) -> Result<LogHandle, OpenError> {
-    let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let log_file = match &config.file {
         Some(path) => Some(Arc::new(LogFile {
             path: path.clone(),
@@ -87,6 +88,37 @@ pub fn init_logging(config: &LogConfig) -> Result<LogHandle, OpenError> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     Ok(LogHandle(log_file))
+}
+
+/// The filter for a `--log-level`: tracing's levels and directives, and gunicorn's level names.
+fn filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let level = level.to_ascii_lowercase();
+    EnvFilter::try_new(match level.as_str() {
+        "warning" => "warn",
+        "critical" => "error",
+        other => other,
+    })
+}
+
+/// `--log-level`'s value parser: the level must be one [`init_logging`] understands.
+/// Besides levels, `target=level` directives are accepted; a bare word that is no level is
+/// refused (`EnvFilter` would take it for a target and log nothing else).
+pub fn parse_level(level: &str) -> Result<String, String> {
+    let lower = level.to_ascii_lowercase();
+    let is_level = |d: &str| {
+        matches!(
+            d,
+            "off" | "error" | "warn" | "warning" | "critical" | "info" | "debug" | "trace"
+        )
+    };
+    if !lower.is_empty()
+        && lower.split(',').all(|d| is_level(d) || d.contains('='))
+        && filter(level).is_ok()
+    {
+        Ok(level.to_owned())
+    } else {
+        Err("expected error, warn, info, debug or trace".to_owned())
+    }
 }
 
 fn open(path: &Path) -> Result<File, OpenError> {
@@ -132,5 +164,26 @@ impl Write for RecordWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_level;
+
+    #[test]
+    fn levels() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "warning",
+            "critical",
+            "ringwsgi=debug,info",
+        ] {
+            assert!(parse_level(ok).is_ok(), "{ok}");
+        }
+        for bad in ["x", "loud", "info,x", ""] {
+            assert!(parse_level(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -93,7 +93,9 @@ def test_gunicorn_spellings(tmp_path):
     _, cfg = print_config(
         "-c", str(path), "-w", "2", "-b", "127.0.0.1:9",
         "--limit-request-field_size", "4000", "--log-file", str(tmp_path / "log"),
+        "--log-level", "warning",
     )
+    assert cfg["log-level"] == "warning"
     assert cfg["workers"] == 2
     assert cfg["bind"] in ("127.0.0.1:9", ["127.0.0.1:9"])
     assert cfg["limit-request-field-size"] == 4000
@@ -181,6 +183,7 @@ def test_missing_file(tmp_path):
     [
         ({"RINGWSGI_WORKERS": "x"}, ['RINGWSGI_WORKERS: invalid value "x": ']),
         ({"RINGWSGI_STATS": "maybe"}, ['RINGWSGI_STATS: invalid value "maybe"', "1, 0, true or false"]),
+        ({"RINGWSGI_LOG_LEVEL": "loud"}, ['RINGWSGI_LOG_LEVEL: invalid value "loud": expected error, warn']),
         ({"RINGWSGI_WOKERS": "2"}, ["RINGWSGI_WOKERS: unknown setting", 'did you mean "RINGWSGI_WORKERS"']),
     ],
 )
