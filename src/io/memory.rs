@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::{ConnId, Event, Transport, Waker};
+use super::{ConnId, Event, Peer, Transport, Waker};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -138,7 +138,10 @@ impl Memory {
     fn accept(&mut self, conn: ConnId, peer: SocketAddr) {
         self.slots[conn.index()].state = State::Open;
         self.open += 1;
-        self.queued.push(Event::Accepted { conn, peer });
+        self.queued.push(Event::Accepted {
+            conn,
+            peer: Peer::Tcp(peer),
+        });
     }
 
     /// The peer's side of a connection: open or still in the backlog.
@@ -480,7 +483,7 @@ mod tests {
             round(&mut m),
             vec![Event::Accepted {
                 conn: c,
-                peer: peer()
+                peer: Peer::Tcp(peer())
             }]
         );
         assert_eq!(m.connections(), 1);
@@ -547,7 +550,7 @@ mod tests {
             round(&mut m),
             vec![Event::Accepted {
                 conn: c2,
-                peer: peer()
+                peer: Peer::Tcp(peer())
             }]
         );
     }
@@ -682,7 +685,7 @@ mod tests {
             round(&mut m),
             vec![Event::Accepted {
                 conn: a,
-                peer: peer()
+                peer: Peer::Tcp(peer())
             }]
         );
         let b = m.connect(peer());
@@ -711,11 +714,11 @@ mod tests {
             vec![
                 Event::Accepted {
                     conn: b,
-                    peer: peer()
+                    peer: Peer::Tcp(peer())
                 },
                 Event::Accepted {
                     conn: c,
-                    peer: peer()
+                    peer: Peer::Tcp(peer())
                 }
             ]
         );
@@ -737,7 +740,7 @@ mod tests {
             round(&mut m),
             vec![Event::Accepted {
                 conn: d,
-                peer: peer()
+                peer: Peer::Tcp(peer())
             }]
         );
     }

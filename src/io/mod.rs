@@ -17,6 +17,7 @@ mod uring;
 
 pub use listener::{adopt_fd, adopt_listener, bind_reuseport, set_inheritable};
 pub use memory::Memory;
+
 pub use uring::Uring;
 
 /// Identifies a connection: a dense slab index plus a generation, so a stale id (one whose
@@ -43,11 +44,39 @@ impl ConnId {
     }
 }
 
+/// Who is on the other end of an accepted connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    /// A unix-domain socket's peer: it has no address.
+    Unix,
+}
+
+impl Peer {
+    /// The peer's address (None for a unix-domain peer).
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Peer::Tcp(addr) => Some(addr),
+            Peer::Unix => None,
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
 /// What happened during one `wait()` round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A new connection (TCP_NODELAY already set). No receive is armed yet: the caller calls `receive`.
-    Accepted { conn: ConnId, peer: SocketAddr },
+    /// A new connection (TCP_NODELAY already set on TCP). No receive is armed yet: the caller
+    /// calls `receive`.
+    Accepted { conn: ConnId, peer: Peer },
     /// A receive completed: `n` new bytes were appended to the connection's input (`n == 0`: the
     /// peer half-closed, EOF). No receive is in flight now.
     Received { conn: ConnId, n: usize },

@@ -35,7 +35,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::marker::PhantomData;
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -44,7 +43,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::SockRef;
 
-use super::{ConnId, Event, Transport, Waker};
+use super::{ConnId, Event, Peer, Transport, Waker};
 
 /// Room reserved in the input before each receive.
 const RECV_RESERVE: usize = 16 * 1024;
@@ -299,7 +298,8 @@ pub struct Uring {
     ring: IoUring,
     /// io_uring_enter calls so far (statistics).
     enters: u64,
-    listener: TcpListener,
+    /// The listening socket (TCP or unix-domain).
+    listener: OwnedFd,
     wake_fd: Arc<EventFd>,
     /// Target of the eventfd read (kernel-written while `wake_armed`).
     wake_buf: Box<u64>,
@@ -374,10 +374,12 @@ fn retryable(e: &io::Error) -> bool {
 
 impl Uring {
     /// Sets up the ring on the calling thread (which must be the one driving it) and arms the
-    /// multishot accept on `listener`, the waker read and the tick timeout.
-    pub fn new(listener: TcpListener, entries: u32) -> io::Result<Uring> {
+    /// multishot accept on `listener` (a listening TCP or unix-domain socket), the waker read
+    /// and the tick timeout.
+    pub fn new(listener: impl Into<OwnedFd>, entries: u32) -> io::Result<Uring> {
+        let listener = listener.into();
         // io_uring does the waiting; a non-blocking listener would make accept fail with EAGAIN.
-        listener.set_nonblocking(false)?;
+        SockRef::from(&listener).set_nonblocking(false)?;
         let ring = build_ring(entries.max(8))?;
         let wake_fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
         let uring = Uring {
@@ -564,16 +566,22 @@ impl Uring {
     /// is already unusable.
     fn adopt(&mut self, fd: OwnedFd) {
         let sock = SockRef::from(&fd);
-        let peer = match sock.peer_addr().map(|a| a.as_socket()) {
-            Ok(Some(peer)) => peer,
-            Ok(None) => return,
+        // A unix-domain peer has no socket address; a TCP one must have one.
+        let peer = match sock.peer_addr() {
+            Ok(addr) if addr.is_unix() => Peer::Unix,
+            Ok(addr) => match addr.as_socket() {
+                Some(peer) => Peer::Tcp(peer),
+                None => return,
+            },
             Err(e) => {
                 tracing::debug!("accepted socket unusable: {e}");
                 return;
             }
         };
-        if let Err(e) = sock.set_tcp_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
+        if peer != Peer::Unix {
+            if let Err(e) = sock.set_tcp_nodelay(true) {
+                tracing::debug!("TCP_NODELAY: {e}");
+            }
         }
         let index = match self.free.pop() {
             Some(i) => i,
@@ -1569,7 +1577,7 @@ mod tests {
             }
             closed
         });
-        assert_eq!(peer, Some(t.join().unwrap()));
+        assert_eq!(peer, Some(Peer::Tcp(t.join().unwrap())));
         assert_eq!(u.connections(), 0);
     }
 
@@ -2000,7 +2008,7 @@ mod tests {
         u.wait(&mut events).unwrap();
         let conn = match events.as_slice() {
             [Event::Accepted { conn, peer }, ..] => {
-                assert_eq!(*peer, c.local_addr().unwrap());
+                assert_eq!(*peer, Peer::Tcp(c.local_addr().unwrap()));
                 *conn
             }
             other => panic!("{other:?}"),

@@ -1,19 +1,17 @@
 //! What a worker remembers about one connection between rounds of I/O.
 
-use std::net::SocketAddr;
-
 use std::time::Instant;
 
 use super::body::Incoming;
 use super::timeouts::{Clock, Waiting};
 use crate::http::ScanState;
-use crate::io::ConnId;
+use crate::io::{ConnId, Peer};
 use crate::wsgi::Handle;
 
 /// Per-connection state. The bytes themselves (input and output) are owned by the transport.
 pub struct Conn {
     pub id: ConnId,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// How far the input was searched for the end of a head, so a slow client does not make
     /// every new byte rescan (and re-parse) what came before.
     pub scanned: usize,
@@ -44,7 +42,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: ConnId, peer: SocketAddr, now: Instant) -> Self {
+    pub fn new(id: ConnId, peer: Peer, now: Instant) -> Self {
         Conn {
             id,
             peer,

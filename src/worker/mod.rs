@@ -15,7 +15,6 @@ mod pool;
 mod stats;
 mod timeouts;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -23,7 +22,7 @@ use std::time::{Instant, SystemTime};
 use pyo3::Python;
 
 use crate::http::{self, BodyFraming, DateCache, HeadLimits, Version};
-use crate::io::{ConnId, Event, Transport};
+use crate::io::{ConnId, Event, Peer, Transport};
 use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
 pub use body::SpoolSettings;
 use body::{Body, Incoming};
@@ -256,7 +255,7 @@ impl<T: Transport> Worker<T> {
             .filter(|c| c.id == id && !c.closing)
     }
 
-    fn accepted(&mut self, id: ConnId, peer: SocketAddr) {
+    fn accepted(&mut self, id: ConnId, peer: Peer) {
         if self.stopping {
             self.io.abort(id);
             return;
@@ -450,14 +449,14 @@ impl<T: Transport> Worker<T> {
                     conn: id,
                     head: buf[..req.head_len].to_vec(),
                     body,
-                    peer: conn.peer,
+                    peer: conn.peer.addr(),
                 });
                 pos += total;
                 conn.request_done();
                 conn.in_pool = true;
                 break Next::Wait;
             }
-            let respond = wsgi.call(inline(py), &req, body, conn.peer, output, date);
+            let respond = wsgi.call(inline(py), &req, body, conn.peer.addr(), output, date);
             pos += total;
             answered += 1;
             *answered_in_round += 1;

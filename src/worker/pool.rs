@@ -23,7 +23,7 @@ pub struct Job {
     pub conn: ConnId,
     pub head: Vec<u8>,
     pub body: OwnedBody,
-    pub peer: SocketAddr,
+    pub peer: Option<SocketAddr>,
 }
 
 /// A request body owned by a job.

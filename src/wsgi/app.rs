@@ -154,7 +154,7 @@ impl Wsgi {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         out: &mut Vec<u8>,
         date: &DateCache,
     ) -> Respond {
@@ -263,7 +263,7 @@ impl State {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
         out: &mut Vec<u8>,
         date: &DateCache,
         info: &RequestInfo,

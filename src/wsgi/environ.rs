@@ -179,7 +179,7 @@ impl EnvironBuilder {
         py: Python<'py>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: SocketAddr,
+        peer: Option<SocketAddr>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let env = self.template.bind(py).copy()?;
         let method = match self.methods.iter().find(|(m, _)| *m == req.method) {
@@ -210,13 +210,20 @@ impl EnvironBuilder {
                 env.set_item(&self.k_server_port, &self.bound_port)?;
             }
         }
-        let remote_addr = self.remote_addr(py, peer.ip());
-        env.set_item(&self.k_remote_addr, remote_addr)?;
-        self.scratch.clear();
-        http::response::push_decimal(&mut self.scratch, u64::from(peer.port()));
-        // Digits are ASCII.
-        let port = std::str::from_utf8(&self.scratch).unwrap_or("0");
-        env.set_item(&self.k_remote_port, PyString::new(py, port))?;
+        match peer {
+            Some(peer) => {
+                let remote_addr = self.remote_addr(py, peer.ip());
+                env.set_item(&self.k_remote_addr, remote_addr)?;
+                self.scratch.clear();
+                http::response::push_decimal(&mut self.scratch, u64::from(peer.port()));
+                // Digits are ASCII.
+                let port = std::str::from_utf8(&self.scratch).unwrap_or("0");
+                env.set_item(&self.k_remote_port, PyString::new(py, port))?;
+            }
+            // A unix-domain peer has no address: REMOTE_ADDR is empty and REMOTE_PORT absent,
+            // as gunicorn does.
+            None => env.set_item(&self.k_remote_addr, pyo3::types::PyString::intern(py, ""))?,
+        }
         self.set_headers(py, &env, req)?;
         let input = match body {
             Input::Bytes(bytes) => self
