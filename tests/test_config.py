@@ -73,6 +73,12 @@ def test_precedence_per_setting(tmp_path):
     assert cfg["threads"] == 1  # default
 
 
+def test_worker_connections_from_environment():
+    """RINGWSGI_WORKER_CONNECTIONS is a setting, whatever the master's RINGWSGI_WORKER_* are."""
+    _, cfg = print_config(env={"RINGWSGI_WORKER_CONNECTIONS": "77"})
+    assert cfg["worker-connections"] == 77
+
+
 def test_config_file_from_environment(tmp_path):
     path = write_config(tmp_path, "threads = 4\n")
     _, cfg = print_config(env={"RINGWSGI_CONFIG": str(path)})

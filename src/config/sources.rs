@@ -20,8 +20,17 @@ use clap::{Arg, ArgMatches, Command};
 pub const ENV_PREFIX: &str = "RINGWSGI_";
 /// The environment variable naming the configuration file when `--config` is not given.
 pub const CONFIG_ENV: &str = "RINGWSGI_CONFIG";
-/// Variables of this prefix are the master's hand-over to its children, not settings.
-const INTERNAL_ENV_PREFIX: &str = "RINGWSGI_WORKER_";
+/// Variables of the prefix that are no setting yet not an error: the master's hand-over to its
+/// worker process, and the development scripts' and tests' own.
+const NOT_SETTINGS_ENV: &[&str] = &[
+    "RINGWSGI_WORKER_CONFIG",
+    "RINGWSGI_WORKER_FDS",
+    "RINGWSGI_STATUS_FD",
+    "RINGWSGI_PYTHON",
+    "RINGWSGI_VENV",
+];
+/// Likewise, every variable of this prefix.
+const NOT_SETTINGS_ENV_PREFIX: &str = "RINGWSGI_TEST_";
 /// Arguments that steer the command itself and cannot be set from a file or the environment.
 const NOT_SETTINGS: &[&str] = &["help", "version", "config", "print_config"];
 
@@ -202,14 +211,19 @@ fn env_layer(
         let Some(key) = var.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if var == CONFIG_ENV || var.starts_with(INTERNAL_ENV_PREFIX) {
-            continue;
-        }
         let origin = Origin::Env { var: var.clone() };
-        let index = find(settings, key).ok_or_else(|| SourceError::Unknown {
-            suggestion: closest(settings, key).map(Setting::env_var),
-            origin: origin.clone(),
-        })?;
+        let Some(index) = find(settings, key) else {
+            if var == CONFIG_ENV
+                || NOT_SETTINGS_ENV.contains(&var.as_str())
+                || var.starts_with(NOT_SETTINGS_ENV_PREFIX)
+            {
+                continue;
+            }
+            return Err(SourceError::Unknown {
+                suggestion: closest(settings, key).map(Setting::env_var),
+                origin,
+            });
+        };
         let value = from_env(settings[index].kind, text, &origin)?;
         check_value(check, &settings[index], &value, origin)?;
         entries.push((index, value));
@@ -464,7 +478,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "RINGWSGI_NOPE: unknown setting");
-        // The master's hand-over variables are not settings.
+        // The master's hand-over variables are not settings, and do not hide one.
         assert!(layered(&[], &[("RINGWSGI_WORKER_FDS", "3")], "").is_ok());
+        let m = layered(&[], &[("RINGWSGI_WORKERS", "4")], "").unwrap();
+        assert_eq!(m.get_one::<usize>("workers"), Some(&4));
     }
 }
