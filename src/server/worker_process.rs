@@ -18,11 +18,12 @@ use signal_hook::iterator::Signals;
 use super::status::{self, Status};
 use super::thread::worker_thread;
 use super::{
-    init_logging, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
-    WORKER_CONFIG_ENV, WORKER_FDS_ENV,
+    signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED, WORKER_CONFIG_ENV,
+    WORKER_FDS_ENV,
 };
 use crate::config::WorkerConfig;
 use crate::io::{self, Waker};
+use crate::logging::{init_logging, LogHandle};
 use crate::worker::{Control, Replacement};
 use crate::wsgi::{self, Watchdog};
 
@@ -54,7 +55,13 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
             return 1;
         }
     };
-    init_logging(&config.log_level);
+    let log = match init_logging(&config.log) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("ringwsgi: {err}");
+            return 1;
+        }
+    };
     // Die with the master (it may be SIGKILLed), and forget the hand-over variables.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
     status::adopt();
@@ -82,10 +89,10 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
         }
     };
     wsgi::prepare_main_interpreter(py);
-    py.detach(|| supervise_threads(config, listeners))
+    py.detach(|| supervise_threads(config, listeners, &log))
 }
 
-fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
+fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>, log: &LogHandle) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,
@@ -127,7 +134,7 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
         })
         .collect();
     let graceful = Duration::from_secs_f64(config.graceful_timeout.max(0.001));
-    let code = wait_for_threads(&rx, threads.len(), &control, graceful);
+    let code = wait_for_threads(&rx, threads.len(), &control, graceful, &log);
     for thread in threads {
         let _ = thread.join();
     }
@@ -140,7 +147,13 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
 /// all threads and waits until they have exited. Returns the process's exit code. SIGTERM
 /// drains (graceful); SIGINT, SIGQUIT, a failed thread stop at once. A thread that has not ended
 /// a second after `--graceful-timeout` (stuck in the app) ends the process.
-fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control, graceful: Duration) -> i32 {
+fn wait_for_threads(
+    rx: &Receiver<Report>,
+    n: usize,
+    control: &Control,
+    graceful: Duration,
+    log: &LogHandle,
+) -> i32 {
     let mut wakers = Vec::new();
     let mut running = n;
     let mut code = 0;
@@ -192,6 +205,7 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control, graceful
                 // Threads end on their own only when told to: otherwise stop the others.
                 stopping |= !control.drain.load(Ordering::Acquire);
             }
+            Report::Signal(SIGUSR1) => log.reopen(),
             Report::Signal(SIGUSR2) => {
                 control.report.fetch_add(1, Ordering::AcqRel);
                 wakers.iter().for_each(Waker::wake);
@@ -201,11 +215,6 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control, graceful
                 control.drain.store(true, Ordering::Release);
                 wakers.iter().for_each(Waker::wake);
                 give_up.get_or_insert(Instant::now() + graceful + Duration::from_secs(1));
-            }
-            Report::Signal(SIGUSR1) => {
-                // The master passes on SIGUSR1 (reopen log files); the log is stderr: nothing to
-                // reopen, but the signal must not end the process.
-                tracing::debug!("worker process got SIGUSR1");
             }
             Report::Signal(sig) => {
                 tracing::debug!("worker process got {}", signal_name(sig));
