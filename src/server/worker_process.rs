@@ -134,7 +134,7 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>, log: &Lo
         })
         .collect();
     let graceful = Duration::from_secs_f64(config.graceful_timeout.max(0.001));
-    let code = wait_for_threads(&rx, threads.len(), &control, graceful, &log);
+    let code = wait_for_threads(&rx, threads.len(), &control, graceful, log);
     for thread in threads {
         let _ = thread.join();
     }
