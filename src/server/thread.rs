@@ -106,7 +106,7 @@ pub(super) fn worker_thread(
             bound: config.bound,
         },
     };
-    let wsgi = match interpreter.attach(|py| Wsgi::load(py, &settings)) {
+    let mut wsgi = match interpreter.attach(|py| Wsgi::load(py, &settings)) {
         Ok(w) => w,
         Err(e) => {
             interpreter.end();
@@ -127,8 +127,8 @@ pub(super) fn worker_thread(
     };
     let raiser = control.watchdog.raiser(interpreter.reference());
     let watcher = raiser.as_ref().map(|r| r.watcher());
-    let mut wsgi = wsgi;
     if let (Some(watcher), 1) = (&watcher, config.threads) {
+        // The app runs inline on this thread (a pool's threads register themselves).
         interpreter.attach(|py| wsgi.watch_calls(watcher.watch(py)));
     }
     let waker = ring.waker();

@@ -76,8 +76,8 @@ const RECEIVE_RESERVE: usize = 16 * 1024;
 /// next tick after it).
 const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Requests from the worker process's main thread to its worker threads (read on `Woken` only,
-/// never on the request path).
+/// Requests from the worker process's main thread to its worker threads (read on `Woken`, and
+/// `drain` once per round; never per request).
 #[derive(Debug, Default)]
 pub struct Control {
     /// Quick stop (SIGINT, SIGQUIT): abort the connections and end the loop.
@@ -702,7 +702,11 @@ impl<T: Transport> Worker<T> {
         let (now, timeouts) = (self.now, self.limits.timeouts);
         if let Some(drain) = self.drain {
             if now >= drain.deadline {
-                return self.abort_all("--graceful-timeout passed");
+                let aborted = self.abort_all();
+                if aborted > 0 {
+                    tracing::warn!("--graceful-timeout passed: aborted {aborted} connections");
+                }
+                return;
             }
         }
         let close_idle = self
@@ -769,7 +773,7 @@ impl<T: Transport> Worker<T> {
         self.stopping = true;
         self.drain = None;
         self.io.stop_accepting();
-        self.abort_all("quick stop");
+        self.abort_all();
     }
 
     /// Graceful stop: stop accepting (later clients wait in the listener's backlog for the next
@@ -816,8 +820,8 @@ impl<T: Transport> Worker<T> {
         self.limits.max_requests = 0;
     }
 
-    /// Aborts every connection still open.
-    fn abort_all(&mut self, why: &str) {
+    /// Aborts every connection still open; returns how many.
+    fn abort_all(&mut self) -> usize {
         let mut aborted = 0;
         for conn in self.conns.iter_mut().flatten() {
             if !conn.closing {
@@ -826,9 +830,7 @@ impl<T: Transport> Worker<T> {
                 aborted += 1;
             }
         }
-        if aborted > 0 && self.drain.is_some() {
-            tracing::warn!("{why}: aborting {aborted} connections");
-        }
+        aborted
     }
 }
 
