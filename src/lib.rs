@@ -27,6 +27,11 @@
 //! - [`server`] starts, supervises and stops the worker process and its threads; [`config`] and
 //!   the thin Python package (`python/ringwsgi`) are the user's front door.
 //!
+//! Lifecycle: on SIGTERM a worker drains (it stops accepting, answers every request it
+//! received, closes connections as they fall idle); a watchdog ([`wsgi::Watchdog`]) interrupts
+//! app calls that run past `--timeout`; a worker process that should go (`--max-requests`, a
+//! call stuck in C code) asks the master over its status pipe to be replaced.
+//!
 //! Code the compiler cannot check (io_uring submissions, CPython FFI) lives only in [`io`] and
 //! [`wsgi`], behind small safe APIs.
 
