@@ -202,6 +202,8 @@ pub struct WorkerConfig {
     pub interpreters: Interpreters,
     /// Worker threads of all worker processes together (wsgi.multiprocess).
     pub total_workers: usize,
+    /// The number of this process's first worker among all (process mode: its slot).
+    pub first_worker: usize,
 }
 
 impl WorkerConfig {

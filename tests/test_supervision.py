@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from harness import get, run_cli
+from harness import EXTRA_ARGS, get, run_cli
+
+pytestmark = pytest.mark.skipif(bool(EXTRA_ARGS), reason="these tests choose the mode themselves")
 
 CLIENTS = 8
 

@@ -81,6 +81,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         app: args.app.clone(),
         sys_path: config::app_sys_path(args.pythonpath.as_deref())?,
         total_workers: cpus.len(),
+        first_worker: 0,
         cpus,
         bound,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
@@ -264,6 +265,7 @@ impl Master {
         s.restart_at = None;
         let mut config = self.config.clone();
         config.cpus = s.cpus.clone();
+        config.first_worker = s.listeners[0];
         let listeners: Vec<&TcpListener> =
             s.listeners.iter().map(|&i| &self.listeners[i]).collect();
         self.serial += 1;

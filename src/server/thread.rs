@@ -121,7 +121,7 @@ pub(super) fn worker_thread(
     let head_limits = limits.head;
     let mut worker = Worker::new(ring, wsgi, limits, control);
     if config.stats {
-        worker = worker.with_stats(index, cpu);
+        worker = worker.with_stats(config.first_worker + index, cpu);
     }
     let result = if config.threads > 1 {
         let pool = Pool::start(
