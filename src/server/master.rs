@@ -488,15 +488,12 @@ impl Master {
             return Ok(());
         }
         let s = &mut self.slots[slot];
-        let delay = if child.started.elapsed() < CRASH_WINDOW {
+        if child.started.elapsed() < CRASH_WINDOW {
             s.quick_deaths += 1;
-            BACKOFF_FIRST
-                .saturating_mul(1 << (s.quick_deaths - 1).min(5))
-                .min(BACKOFF_MAX)
         } else {
             s.quick_deaths = 0;
-            Duration::ZERO
-        };
+        }
+        let delay = restart_delay(s.quick_deaths);
         tracing::error!(
             "worker process {pid} (slot {slot}, CPUs {:?}) {how}: restarting it{}",
             s.cpus,
@@ -559,6 +556,17 @@ impl Master {
     }
 }
 
+/// The delay before a slot's process is restarted after `quick_deaths` deaths in a row soon
+/// after start: none for the first, then [`BACKOFF_FIRST`] doubling up to [`BACKOFF_MAX`].
+fn restart_delay(quick_deaths: u32) -> Duration {
+    match quick_deaths {
+        0 | 1 => Duration::ZERO,
+        n => BACKOFF_FIRST
+            .saturating_mul(1 << (n - 2).min(5))
+            .min(BACKOFF_MAX),
+    }
+}
+
 /// Every connection is a descriptor of a worker process: raise the soft limit on open files to
 /// the hard limit (worker processes inherit it).
 fn raise_open_files_limit() {
@@ -575,6 +583,12 @@ fn raise_open_files_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crash_loop_backoff() {
+        let delays: Vec<u64> = (0..9).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 0, 1, 2, 4, 8, 16, 30, 30]);
+    }
 
     #[test]
     fn slots_per_mode() {
