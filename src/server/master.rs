@@ -15,10 +15,9 @@ use signal_hook::iterator::Signals;
 
 use super::children::{self, describe_exit, Child, Event};
 use super::status::Status;
-use super::{
-    binds, init_logging, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
-};
+use super::{binds, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED};
 use crate::config::{self, Args, Interpreters, Mode, WorkerConfig};
+use crate::logging::{self, LogConfig, LogHandle};
 use crate::wsgi;
 
 /// Time a stopping worker process gets beyond --graceful-timeout before it is killed (its own
@@ -36,8 +35,22 @@ const STATUS_GRACE: Duration = Duration::from_secs(1);
 
 /// The master: binds, starts and supervises the worker processes, returns the exit code.
 pub fn run_master(args: Args, executable: PathBuf) -> i32 {
-    init_logging(&args.log_level);
-    match master(args, executable) {
+    // Resolved before --chdir: a relative log file is relative to where ringwsgi was started.
+    let log_config = match args.log_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    let log = match logging::init_logging(&log_config) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    match master(args, executable, log_config, &log) {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err}");
@@ -46,7 +59,12 @@ pub fn run_master(args: Args, executable: PathBuf) -> i32 {
     }
 }
 
-fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
+fn master(
+    args: Args,
+    executable: PathBuf,
+    log_config: LogConfig,
+    log: &LogHandle,
+) -> Result<i32, StartError> {
     config::check_app_spec(&args.app)?;
     let addr = config::parse_bind(&args.bind)?;
     if let Some(dir) = &args.chdir {
@@ -85,7 +103,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         cpus,
         bound,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
-        log_level: args.log_level.clone(),
+        log: log_config,
         threads: args.threads,
         limit_request_body: args.limit_request_body,
         spool_threshold: args.spool_threshold,
@@ -131,6 +149,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         auto: mode.auto,
         announced: mode.announce.is_some(),
         shutdown: None,
+        log,
     };
     let result = master.run(&rx);
     signal_handle.close();
@@ -219,7 +238,7 @@ struct Shutdown {
     kill_at: Instant,
 }
 
-struct Master {
+struct Master<'a> {
     executable: PathBuf,
     /// The configuration every worker process gets, but for its slot's CPUs.
     config: WorkerConfig,
@@ -234,9 +253,10 @@ struct Master {
     /// The `mode: …` line was logged.
     announced: bool,
     shutdown: Option<Shutdown>,
+    log: &'a LogHandle,
 }
 
-impl Master {
+impl Master<'_> {
     fn run(&mut self, rx: &Receiver<Event>) -> Result<i32, StartError> {
         for slot in 0..self.slots.len() {
             self.spawn(slot)?;
@@ -296,7 +316,10 @@ impl Master {
                 }
             }
             Event::Signal(sig @ (SIGUSR1 | SIGUSR2)) => {
-                // Log reopening and statistics are the workers' business: pass it on.
+                if sig == SIGUSR1 {
+                    self.log.reopen();
+                }
+                // The workers reopen their log file too, and print statistics: pass it on.
                 let sig = Signal::try_from(sig).expect("a known signal");
                 self.children.iter().for_each(|c| c.signal(sig));
             }

@@ -16,11 +16,12 @@ use signal_hook::iterator::Signals;
 use super::status::{self, Status};
 use super::thread::worker_thread;
 use super::{
-    init_logging, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
-    WORKER_CONFIG_ENV, WORKER_FDS_ENV,
+    signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED, WORKER_CONFIG_ENV,
+    WORKER_FDS_ENV,
 };
 use crate::config::WorkerConfig;
 use crate::io::{self, Waker};
+use crate::logging::{init_logging, LogHandle};
 use crate::worker::Control;
 use crate::wsgi;
 
@@ -52,7 +53,13 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
             return 1;
         }
     };
-    init_logging(&config.log_level);
+    let log = match init_logging(&config.log) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("ringwsgi: {err}");
+            return 1;
+        }
+    };
     // Die with the master (it may be SIGKILLed), and forget the hand-over variables.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
     status::adopt();
@@ -80,10 +87,10 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
         }
     };
     wsgi::prepare_main_interpreter(py);
-    py.detach(|| supervise_threads(config, listeners))
+    py.detach(|| supervise_threads(config, listeners, &log))
 }
 
-fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
+fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>, log: &LogHandle) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,
@@ -112,7 +119,7 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
                 .expect("spawn worker thread")
         })
         .collect();
-    let code = wait_for_threads(&rx, threads.len(), &control);
+    let code = wait_for_threads(&rx, threads.len(), &control, log);
     for thread in threads {
         let _ = thread.join();
     }
@@ -123,7 +130,7 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
 
 /// Waits for every thread to boot, then for a signal or a thread's unexpected end; then stops
 /// all threads and waits until they have exited. Returns the process's exit code.
-fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
+fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control, log: &LogHandle) -> i32 {
     let mut wakers = Vec::new();
     let mut running = n;
     let mut code = 0;
@@ -161,14 +168,10 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
                 }
                 stopping = true;
             }
+            Report::Signal(SIGUSR1) => log.reopen(),
             Report::Signal(SIGUSR2) => {
                 control.report.fetch_add(1, Ordering::AcqRel);
                 wakers.iter().for_each(Waker::wake);
-            }
-            Report::Signal(SIGUSR1) => {
-                // The master passes on SIGUSR1 (reopen log files); the log is stderr: nothing to
-                // reopen, but the signal must not end the process.
-                tracing::debug!("worker process got SIGUSR1");
             }
             Report::Signal(sig) => {
                 tracing::debug!("worker process got {}", signal_name(sig));
