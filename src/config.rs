@@ -117,6 +117,23 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub write_timeout: f64,
 
+    /// Seconds an app call (including each step of iterating its response body) may run before
+    /// it is interrupted with an exception (the client gets 504, or a closed connection once the
+    /// response began). 0 disables it. A call that still has not returned --graceful-timeout
+    /// later has the worker process replaced.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub timeout: f64,
+
+    /// Requests a worker thread serves before its worker process is replaced (gracefully, by a
+    /// new one), to bound the effect of leaks. 0 disables it.
+    #[arg(long, value_name = "INT", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// Each worker thread's limit is --max-requests plus a random number from 0 to this, so that
+    /// the workers are not all replaced at once.
+    #[arg(long, value_name = "INT", default_value_t = 0)]
+    pub max_requests_jitter: u64,
+
     /// Keep per-worker statistics (where request time goes, batch sizes, io_uring submissions
     /// per request) and print them at exit and on SIGUSR2. Costs a few clock reads per request.
     #[arg(long)]
@@ -135,7 +152,8 @@ pub struct Args {
     pub mode: Mode,
 
     /// Seconds a stopping worker process (SIGTERM, reload, replacement) gets to finish its
-    /// requests before it is killed.
+    /// requests: it answers every request already received, then what is left is aborted
+    /// (and the process is killed soon after).
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub graceful_timeout: f64,
 
@@ -341,6 +359,12 @@ pub struct WorkerConfig {
     pub keep_alive: f64,
     pub body_timeout: f64,
     pub write_timeout: f64,
+    pub graceful_timeout: f64,
+    /// `--timeout` (0: off).
+    pub timeout: f64,
+    /// `--max-requests` (0: off) and `--max-requests-jitter`.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
     /// `--stats`.
     pub stats: bool,
     /// Where the app runs in this worker process.

@@ -84,6 +84,9 @@ fn master(
     config::seconds("--write-timeout", args.write_timeout)?;
     let graceful = config::seconds("--graceful-timeout", args.graceful_timeout)?;
     let mode = choose_mode(args.mode)?;
+    if args.timeout != 0.0 {
+        config::seconds("--timeout", args.timeout)?;
+    }
     let spool_dir = match &args.spool_dir {
         Some(dir) => Some(
             std::path::absolute(dir)
@@ -116,6 +119,10 @@ fn master(
         keep_alive: args.keep_alive,
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
+        graceful_timeout: args.graceful_timeout,
+        timeout: args.timeout,
+        max_requests: args.max_requests,
+        max_requests_jitter: args.max_requests_jitter,
         stats: args.stats,
         interpreters: mode.interpreters,
     };
