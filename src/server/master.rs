@@ -221,6 +221,8 @@ struct Slot {
     quick_deaths: u32,
     /// When a replacement is due (after a backoff delay).
     restart_at: Option<Instant>,
+    /// A process of this slot was ready once.
+    served: bool,
 }
 
 /// One slot with every CPU (subinterpreters: one process, a thread per CPU), or one slot per
@@ -231,6 +233,7 @@ fn slots(cpus: &[usize], interpreters: Interpreters) -> Vec<Slot> {
         listeners: range.collect(),
         quick_deaths: 0,
         restart_at: None,
+        served: false,
     };
     match interpreters {
         Interpreters::Sub => vec![slot(0..cpus.len())],
@@ -358,6 +361,7 @@ impl Master<'_> {
         match status {
             Status::Ready => {
                 child.ready = true;
+                self.slots[slot].served = true;
                 tracing::debug!("worker process {pid} (slot {slot}) ready");
                 if !self.announced {
                     self.announced = true;
@@ -502,16 +506,22 @@ impl Master<'_> {
                 );
                 return Ok(());
             }
-            if status.code() != Some(EXIT_BOOT_ERROR) {
-                // A boot error was already explained by the worker; anything else was not.
-                tracing::error!("worker process {pid} (slot {slot}) {how} before it was ready");
+            // The app cannot load, or the slot never served: a boot error, not a crash to
+            // retry. A replacement killed by a signal before its `ready` reached the master
+            // (it may already serve) is a crash like any other.
+            let boot_error = status.code() == Some(EXIT_BOOT_ERROR);
+            if boot_error || !self.slots[slot].served {
+                if !boot_error {
+                    // A boot error was already explained by the worker; anything else was not.
+                    tracing::error!("worker process {pid} (slot {slot}) {how} before it was ready");
+                }
+                self.stop_all(
+                    Signal::SIGTERM,
+                    self.graceful + KILL_MARGIN,
+                    EXIT_BOOT_ERROR,
+                );
+                return Ok(());
             }
-            self.stop_all(
-                Signal::SIGTERM,
-                self.graceful + KILL_MARGIN,
-                EXIT_BOOT_ERROR,
-            );
-            return Ok(());
         }
         if others {
             tracing::error!("worker process {pid} (slot {slot}) {how}");
