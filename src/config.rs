@@ -180,6 +180,23 @@ pub struct Args {
     pub print_config: bool,
 }
 
+/// `--mode`: where the app's Python code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Auto,
+    Subinterpreter,
+    Process,
+}
+
+/// The interpreter a worker process runs the app in (the master resolves `--mode auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Interpreters {
+    /// One own-GIL subinterpreter per worker thread.
+    Sub,
+    /// The process's main interpreter, shared by its threads.
+    Main,
+}
+
 /// gunicorn's one-letter flags for settings that mean the same here, given to whichever of
 /// them the command has (and whose letter is free): a flag gets its gunicorn letter by
 /// being named as gunicorn names it.
@@ -292,23 +309,6 @@ impl Args {
     }
 }
 
-/// `--mode`: where the app's Python code runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    Auto,
-    Subinterpreter,
-    Process,
-}
-
-/// The interpreter a worker process runs the app in (the master resolves `--mode auto`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Interpreters {
-    /// One own-GIL subinterpreter per worker thread.
-    Sub,
-    /// The process's main interpreter, shared by its threads.
-    Main,
-}
-
 /// Errors in the configuration, reported as one line before anything starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -371,6 +371,8 @@ pub struct WorkerConfig {
     pub interpreters: Interpreters,
     /// Worker threads of all worker processes together (wsgi.multiprocess).
     pub total_workers: usize,
+    /// The number of this process's first worker among all (process mode: its slot).
+    pub first_worker: usize,
 }
 
 impl WorkerConfig {

@@ -102,6 +102,7 @@ fn master(
         app: args.app.clone(),
         sys_path: config::app_sys_path(args.pythonpath.as_deref())?,
         total_workers: cpus.len(),
+        first_worker: 0,
         cpus,
         bound,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
@@ -155,7 +156,7 @@ fn master(
         auto: mode.auto,
         announced: mode.announce.is_some(),
         shutdown: None,
-        log: log.clone(),
+        log,
     };
     let result = master.run(&rx);
     signal_handle.close();
@@ -220,6 +221,8 @@ struct Slot {
     quick_deaths: u32,
     /// When a replacement is due (after a backoff delay).
     restart_at: Option<Instant>,
+    /// A process of this slot was ready once.
+    served: bool,
 }
 
 /// One slot with every CPU (subinterpreters: one process, a thread per CPU), or one slot per
@@ -230,6 +233,7 @@ fn slots(cpus: &[usize], interpreters: Interpreters) -> Vec<Slot> {
         listeners: range.collect(),
         quick_deaths: 0,
         restart_at: None,
+        served: false,
     };
     match interpreters {
         Interpreters::Sub => vec![slot(0..cpus.len())],
@@ -244,7 +248,7 @@ struct Shutdown {
     kill_at: Instant,
 }
 
-struct Master {
+struct Master<'a> {
     executable: PathBuf,
     /// The configuration every worker process gets, but for its slot's CPUs.
     config: WorkerConfig,
@@ -259,11 +263,10 @@ struct Master {
     /// The `mode: …` line was logged.
     announced: bool,
     shutdown: Option<Shutdown>,
-    /// The master's own log file (reopened on SIGUSR1).
-    log: LogHandle,
+    log: &'a LogHandle,
 }
 
-impl Master {
+impl Master<'_> {
     fn run(&mut self, rx: &Receiver<Event>) -> Result<i32, StartError> {
         for slot in 0..self.slots.len() {
             self.spawn(slot)?;
@@ -292,6 +295,7 @@ impl Master {
         s.restart_at = None;
         let mut config = self.config.clone();
         config.cpus = s.cpus.clone();
+        config.first_worker = s.listeners[0];
         let listeners: Vec<&TcpListener> =
             s.listeners.iter().map(|&i| &self.listeners[i]).collect();
         self.serial += 1;
@@ -325,7 +329,7 @@ impl Master {
                 if sig == SIGUSR1 {
                     self.log.reopen();
                 }
-                // The workers reopen their own log files and print their statistics.
+                // The workers reopen their log file too, and print statistics: pass it on.
                 let sig = Signal::try_from(sig).expect("a known signal");
                 self.children.iter().for_each(|c| c.signal(sig));
             }
@@ -357,6 +361,7 @@ impl Master {
         match status {
             Status::Ready => {
                 child.ready = true;
+                self.slots[slot].served = true;
                 tracing::debug!("worker process {pid} (slot {slot}) ready");
                 if !self.announced {
                     self.announced = true;
@@ -501,31 +506,34 @@ impl Master {
                 );
                 return Ok(());
             }
-            if status.code() != Some(EXIT_BOOT_ERROR) {
-                // A boot error was already explained by the worker; anything else was not.
-                tracing::error!("worker process {pid} (slot {slot}) {how} before it was ready");
+            // The app cannot load, or the slot never served: a boot error, not a crash to
+            // retry. A replacement killed by a signal before its `ready` reached the master
+            // (it may already serve) is a crash like any other.
+            let boot_error = status.code() == Some(EXIT_BOOT_ERROR);
+            if boot_error || !self.slots[slot].served {
+                if !boot_error {
+                    // A boot error was already explained by the worker; anything else was not.
+                    tracing::error!("worker process {pid} (slot {slot}) {how} before it was ready");
+                }
+                self.stop_all(
+                    Signal::SIGTERM,
+                    self.graceful + KILL_MARGIN,
+                    EXIT_BOOT_ERROR,
+                );
+                return Ok(());
             }
-            self.stop_all(
-                Signal::SIGTERM,
-                self.graceful + KILL_MARGIN,
-                EXIT_BOOT_ERROR,
-            );
-            return Ok(());
         }
         if others {
             tracing::error!("worker process {pid} (slot {slot}) {how}");
             return Ok(());
         }
         let s = &mut self.slots[slot];
-        let delay = if child.started.elapsed() < CRASH_WINDOW {
+        if child.started.elapsed() < CRASH_WINDOW {
             s.quick_deaths += 1;
-            BACKOFF_FIRST
-                .saturating_mul(1 << (s.quick_deaths - 1).min(5))
-                .min(BACKOFF_MAX)
         } else {
             s.quick_deaths = 0;
-            Duration::ZERO
-        };
+        }
+        let delay = restart_delay(s.quick_deaths);
         tracing::error!(
             "worker process {pid} (slot {slot}, CPUs {:?}) {how}: restarting it{}",
             s.cpus,
@@ -588,6 +596,17 @@ impl Master {
     }
 }
 
+/// The delay before a slot's process is restarted after `quick_deaths` deaths in a row soon
+/// after start: none for the first, then [`BACKOFF_FIRST`] doubling up to [`BACKOFF_MAX`].
+fn restart_delay(quick_deaths: u32) -> Duration {
+    match quick_deaths {
+        0 | 1 => Duration::ZERO,
+        n => BACKOFF_FIRST
+            .saturating_mul(1 << (n - 2).min(5))
+            .min(BACKOFF_MAX),
+    }
+}
+
 /// Every connection is a descriptor of a worker process: raise the soft limit on open files to
 /// the hard limit (worker processes inherit it).
 fn raise_open_files_limit() {
@@ -604,6 +623,12 @@ fn raise_open_files_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crash_loop_backoff() {
+        let delays: Vec<u64> = (0..9).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 0, 1, 2, 4, 8, 16, 30, 30]);
+    }
 
     #[test]
     fn slots_per_mode() {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::worker_process::Report;
 use crate::config::WorkerConfig;
@@ -81,6 +81,7 @@ pub(super) fn worker_thread(
     config: &WorkerConfig,
     control: Arc<Control>,
     tx: Sender<Report>,
+    go: Receiver<()>,
 ) {
     let cpu = config.cpus[index];
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
@@ -135,6 +136,8 @@ pub(super) fn worker_thread(
     let _ = tx.send(Report::Ready {
         waker: waker.clone(),
     });
+    // Wait until the master knows this process is ready (or it is stopping).
+    let _ = go.recv();
     if control.stop.load(Ordering::Acquire) {
         waker.wake();
     }
@@ -142,7 +145,7 @@ pub(super) fn worker_thread(
     let head_limits = limits.head;
     let mut worker = Worker::new(ring, wsgi, limits, control);
     if config.stats {
-        worker = worker.with_stats(index, cpu);
+        worker = worker.with_stats(config.first_worker + index, cpu);
     }
     let result = if config.threads > 1 {
         let pool = Pool::start(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use pyo3::Python;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
@@ -122,19 +122,23 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>, log: &Lo
         ..Control::default()
     });
     let config = Arc::new(config);
+    // Threads serve only once the master was told they are ready (closing `go` lets them):
+    // a worker process that answered a request is never taken for one that could not boot.
+    let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(0);
     let threads: Vec<_> = listeners
         .into_iter()
         .enumerate()
         .map(|(index, listener)| {
-            let (config, control, tx) = (config.clone(), control.clone(), tx.clone());
+            let (config, control, tx, go) =
+                (config.clone(), control.clone(), tx.clone(), go_rx.clone());
             std::thread::Builder::new()
                 .name(format!("ringwsgi-worker-{index}"))
-                .spawn(move || worker_thread(index, listener, &config, control, tx))
+                .spawn(move || worker_thread(index, listener, &config, control, tx, go))
                 .expect("spawn worker thread")
         })
         .collect();
     let graceful = Duration::from_secs_f64(config.graceful_timeout.max(0.001));
-    let code = wait_for_threads(&rx, threads.len(), &control, graceful, log);
+    let code = wait_for_threads(&rx, threads.len(), &control, graceful, log, go_tx);
     for thread in threads {
         let _ = thread.join();
     }
@@ -153,7 +157,9 @@ fn wait_for_threads(
     control: &Control,
     graceful: Duration,
     log: &LogHandle,
+    go: Sender<()>,
 ) -> i32 {
+    let mut go = Some(go);
     let mut wakers = Vec::new();
     let mut running = n;
     let mut code = 0;
@@ -179,6 +185,7 @@ fn wait_for_threads(
                 if wakers.len() == n {
                     tracing::info!("{n} worker threads ready (pid {})", std::process::id());
                     status::notify(&Status::Ready);
+                    drop(go.take());
                 }
             }
             Report::Failed { error, refused_by } => {
@@ -222,6 +229,7 @@ fn wait_for_threads(
             }
         }
         if stopping {
+            drop(go.take());
             control.stop.store(true, Ordering::Release);
             wakers.iter().for_each(Waker::wake);
             give_up.get_or_insert(Instant::now() + graceful + Duration::from_secs(1));
