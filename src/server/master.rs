@@ -1,8 +1,6 @@
 //! The master process: checks the flags, binds, starts the worker process, forwards signals and
 //! returns the exit code. It never imports the app.
 
-use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -17,7 +15,6 @@ use super::{
     WORKER_FDS_ENV,
 };
 use crate::config::{self, Args, WorkerConfig};
-use crate::io;
 
 /// How long a stopping worker process gets before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,7 +33,6 @@ pub fn run_master(args: Args, executable: PathBuf) -> i32 {
 
 fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     config::check_app_spec(&args.app)?;
-    let addr = config::parse_bind(&args.bind)?;
     if let Some(dir) = &args.chdir {
         std::env::set_current_dir(dir).map_err(|e| config::ConfigError::Chdir(dir.clone(), e))?;
     }
@@ -59,10 +55,9 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         ),
         None => None,
     };
-    let listeners = binds::bind_listeners(addr, cpus.len(), args.backlog)?;
-    let bound = listeners[0]
-        .local_addr()
-        .map_err(|e| StartError::Bind(addr, e))?;
+    let listeners = binds::bind_all(&args.bind, cpus.len(), args.backlog, args.umask)?;
+    binds::drop_privileges(args.user.as_deref(), args.group.as_deref(), &listeners)?;
+    let bound = listeners.server_address();
     let worker_config = WorkerConfig {
         app: args.app.clone(),
         sys_path: config::app_sys_path(args.pythonpath.as_deref())?,
@@ -87,10 +82,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR2]).map_err(StartError::Signals)?;
-    tracing::info!(
-        "Listening at: http://{bound} ({} workers)",
-        worker_config.cpus.len()
-    );
+    listeners.log(worker_config.cpus.len());
     let mut child = spawn_worker_process(&executable, &worker_config, &listeners)?;
     tracing::debug!("worker process {} started", child.id());
     // The listeners stay open until the master returns.
@@ -134,25 +126,20 @@ fn raise_open_files_limit() {
 fn spawn_worker_process(
     executable: &PathBuf,
     worker_config: &WorkerConfig,
-    listeners: &[TcpListener],
+    listeners: &binds::Listeners,
 ) -> Result<Child, StartError> {
     let json = serde_json::to_string(worker_config).expect("WorkerConfig serializes");
-    let fds: Vec<String> = listeners
-        .iter()
-        .map(|l| l.as_raw_fd().to_string())
-        .collect();
-    for listener in listeners {
-        io::set_inheritable(listener.as_fd(), true).map_err(StartError::Spawn)?;
-    }
+    listeners.set_inheritable(true).map_err(StartError::Spawn)?;
     let child = Command::new(executable)
         .args(["-m", "ringwsgi"])
         .env(WORKER_CONFIG_ENV, json)
-        .env(WORKER_FDS_ENV, fds.join(","))
+        .env(
+            WORKER_FDS_ENV,
+            listeners.worker_fds(worker_config.cpus.len()),
+        )
         .spawn()
         .map_err(StartError::Spawn);
-    for listener in listeners {
-        let _ = io::set_inheritable(listener.as_fd(), false);
-    }
+    let _ = listeners.set_inheritable(false);
     child
 }
 

@@ -11,8 +11,6 @@
 //! Signals reach only the main thread of each process: there, a signal-hook iterator turns them
 //! into messages; worker threads are told to stop through their transport's waker.
 
-use std::net::SocketAddr;
-
 use nix::sys::signal::Signal;
 
 use crate::config;
@@ -28,7 +26,8 @@ pub use worker_process::run_worker_process;
 
 /// Environment variable carrying the worker's configuration (JSON) from master to worker.
 pub const WORKER_CONFIG_ENV: &str = "RINGWSGI_WORKER_CONFIG";
-/// Environment variable listing the inherited listener fds, comma-separated, one per thread.
+/// Environment variable listing the inherited listener fds of each worker thread
+/// ([`binds::adopt_worker_fds`]).
 const WORKER_FDS_ENV: &str = "RINGWSGI_WORKER_FDS";
 
 /// Exit code of a worker process whose app could not be loaded (gunicorn's WORKER_BOOT_ERROR).
@@ -39,8 +38,8 @@ const EXIT_BOOT_ERROR: i32 = 3;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("cannot bind {0}: {1}")]
-    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Bind(#[from] binds::BindError),
     #[error("cannot start the worker process: {0}")]
     Spawn(std::io::Error),
     #[error("cannot install signal handlers: {0}")]

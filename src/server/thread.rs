@@ -1,6 +1,6 @@
-//! One worker thread: pinned to its CPU, with its own interpreter, ring and listener.
+//! One worker thread: pinned to its CPU, with its own interpreter, ring and listeners.
 
-use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,10 +58,10 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
     }
 }
 
-/// One worker thread: pinned CPU, own interpreter, own ring, own listener.
+/// One worker thread: pinned CPU, own interpreter, own ring, own listeners.
 pub(super) fn worker_thread(
     index: usize,
-    listener: TcpListener,
+    listeners: Vec<OwnedFd>,
     config: &WorkerConfig,
     control: Arc<Control>,
     tx: Sender<Report>,
@@ -94,7 +94,7 @@ pub(super) fn worker_thread(
             return fail(e.to_string());
         }
     };
-    let ring = match Uring::new(listener, RING_ENTRIES) {
+    let ring = match Uring::new(listeners, RING_ENTRIES) {
         Ok(r) => r,
         Err(e) => {
             interpreter.attach(|py| wsgi.release(py));

@@ -1,8 +1,7 @@
 //! The worker process: adopts the listeners the master passed, prepares the main interpreter,
 //! runs one pinned worker thread per configured CPU and stops them on a signal.
 
-use std::net::TcpListener;
-use std::os::fd::RawFd;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -13,10 +12,11 @@ use signal_hook::iterator::Signals;
 
 use super::thread::worker_thread;
 use super::{
-    init_logging, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV, WORKER_FDS_ENV,
+    binds, init_logging, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV,
+    WORKER_FDS_ENV,
 };
 use crate::config::WorkerConfig;
-use crate::io::{self, Waker};
+use crate::io::Waker;
 use crate::worker::Control;
 use crate::wsgi;
 
@@ -44,21 +44,8 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
     let fds = std::env::var(WORKER_FDS_ENV).unwrap_or_default();
     std::env::remove_var(WORKER_CONFIG_ENV);
     std::env::remove_var(WORKER_FDS_ENV);
-    let listeners: Result<Vec<TcpListener>, _> = fds
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|fd| {
-            fd.parse::<RawFd>()
-                .map_err(std::io::Error::other)
-                .and_then(io::adopt_listener)
-        })
-        .collect();
-    let listeners = match listeners {
-        Ok(l) if l.len() == config.cpus.len() => l,
-        Ok(_) => {
-            tracing::error!("the master passed the wrong number of listeners");
-            return 1;
-        }
+    let listeners = match binds::adopt_worker_fds(&fds, config.cpus.len()) {
+        Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot use the listeners passed by the master: {e}");
             return 1;
@@ -68,7 +55,7 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
     py.detach(|| supervise_threads(config, listeners))
 }
 
-fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
+fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR2]) {
         Ok(s) => s,
