@@ -17,6 +17,7 @@ use crate::config;
 
 mod binds;
 mod master;
+mod reload;
 pub mod status;
 mod thread;
 mod worker_process;
