@@ -38,11 +38,11 @@ pub struct Args {
 
     /// Run the workers (and the master, once the sockets are bound) as this user: a name or a
     /// numeric id. Unix socket files are given to it.
-    #[arg(long, value_name = "USER")]
+    #[arg(short, long, value_name = "USER")]
     pub user: Option<String>,
 
     /// Run as this group (a name or a numeric id). Default with --user: the user's group.
-    #[arg(long, value_name = "GROUP")]
+    #[arg(short, long, value_name = "GROUP")]
     pub group: Option<String>,
 
     /// Development only: restart the workers when a .py file under the app's directory (or a

@@ -245,3 +245,39 @@ def test_user_drops_root_in_master_and_workers(server_factory, tmp_path):
 def test_unknown_user_fails_clearly():
     code, out, err, secs = run_cli("--bind", "127.0.0.1:0", "--user", "no-such-user-xyz", "wsgi_basic:app")
     assert code == 1 and "--user no-such-user-xyz: no such user" in err, err
+
+
+UNITS = APPS_DIR.parent.parent / "tuning" / "systemd"
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze missing: scripts/setup-system installs the systemd package",
+)
+def test_systemd_units_verify(tmp_path):
+    """tuning/systemd/ as shipped, with this checkout's ringwsgi and app directory filled in."""
+    for unit in ("ringwsgi.socket", "ringwsgi.service"):
+        text = (UNITS / unit).read_text()
+        text = text.replace("/srv/myapp/.venv/bin/ringwsgi", str(RINGWSGI))
+        text = text.replace("/srv/myapp", str(APPS_DIR))
+        (tmp_path / unit).write_text(text)
+    service = (tmp_path / "ringwsgi.service").read_text()
+    assert f"ExecStart={RINGWSGI} " in service and "Type=notify" in service
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "ringwsgi.socket", "ringwsgi.service"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
+        proc.stdout + proc.stderr
+    )
+
+
+def test_sd_notify_ready(server_factory, tmp_path):
+    """Type=notify: the master sends READY=1 to $NOTIFY_SOCKET once it serves."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    with notify:
+        srv = server_factory("wsgi_basic:app", env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        assert notify.recv(256) == b"READY=1"
+        assert get(srv.port, "/").status == 200

@@ -16,14 +16,9 @@ use nix::sys::stat::{umask, Mode};
 use nix::unistd::{Gid, Group, Uid, User};
 use socket2::SockRef;
 
+use super::systemd;
 use crate::config::{self, BindSpec};
 use crate::io;
-
-/// systemd socket activation (sd_listen_fds): the first passed fd, and the variables.
-const SD_LISTEN_FDS_START: RawFd = 3;
-const LISTEN_PID: &str = "LISTEN_PID";
-const LISTEN_FDS: &str = "LISTEN_FDS";
-const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 
 /// Why a socket could not be bound or adopted, or privileges not dropped; one line each.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +70,7 @@ pub(super) fn bind_all(
     unix_umask: u32,
 ) -> Result<Listeners, super::StartError> {
     let mut listeners = Listeners { binds: Vec::new() };
-    if let Some(fds) = systemd_fds()? {
+    if let Some(fds) = systemd::listen_fds()? {
         tracing::info!(
             "systemd socket activation: {} socket(s), --bind ignored",
             fds.len()
@@ -169,37 +164,6 @@ fn bind_unix(path: &Path, backlog: i32, unix_umask: u32) -> Result<OwnedFd, Bind
     let socket = io::bind_unix(path, backlog);
     umask(old);
     socket.map_err(err)
-}
-
-/// The sockets systemd passed (LISTEN_FDS for this pid), with their names; the variables are
-/// removed so that the worker process does not see them.
-fn systemd_fds() -> Result<Option<Vec<(RawFd, Option<String>)>>, BindError> {
-    let (Ok(pid), Ok(count)) = (std::env::var(LISTEN_PID), std::env::var(LISTEN_FDS)) else {
-        return Ok(None);
-    };
-    let names = std::env::var(LISTEN_FDNAMES).ok();
-    for var in [LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES] {
-        std::env::remove_var(var);
-    }
-    if pid.parse::<u32>().ok() != Some(std::process::id()) {
-        return Ok(None);
-    }
-    let count: RawFd = count
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| BindError::Systemd(format!("LISTEN_FDS={count} is not a count")))?;
-    let mut names = names.as_deref().unwrap_or("").split(':');
-    Ok(Some(
-        (SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + count)
-            .map(|fd| {
-                (
-                    fd,
-                    names.next().filter(|n| !n.is_empty()).map(str::to_owned),
-                )
-            })
-            .collect(),
-    ))
 }
 
 impl Listeners {

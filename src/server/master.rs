@@ -11,8 +11,8 @@ use signal_hook::consts::{SIGCHLD, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use super::{
-    binds, init_logging, reload, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV,
-    WORKER_FDS_ENV,
+    binds, init_logging, reload, signal_name, systemd, StartError, EXIT_BOOT_ERROR,
+    WORKER_CONFIG_ENV, WORKER_FDS_ENV,
 };
 use crate::config::{self, Args, WorkerConfig};
 
@@ -85,6 +85,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     listeners.log(worker_config.cpus.len());
     let mut child = spawn_worker_process(&executable, &worker_config, &listeners)?;
     tracing::debug!("worker process {} started", child.id());
+    systemd::notify("READY=1");
     if args.reload {
         reload::watch(worker_config.sys_path.iter().map(PathBuf::from).collect());
     }

@@ -19,6 +19,7 @@ mod binds;
 mod master;
 mod reload;
 pub mod status;
+mod systemd;
 mod thread;
 mod worker_process;
 
