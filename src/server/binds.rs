@@ -75,7 +75,7 @@ pub(super) fn bind_all(
             "systemd socket activation: {} socket(s), --bind ignored",
             fds.len()
         );
-        for (fd, name) in fds {
+        for systemd::ListenFd { fd, name } in fds {
             let socket = io::adopt_listener(fd).map_err(|e| BindError::Fd(fd, e))?;
             listeners.binds.push(shared(socket, name.as_deref())?);
         }

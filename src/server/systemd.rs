@@ -16,9 +16,16 @@ const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 /// Where a `Type=notify` service reports its state (a path, or `@` for an abstract name).
 const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
-/// The sockets systemd passed (LISTEN_FDS for this pid), with their names; the variables are
-/// removed so that the worker process does not see them.
-pub(super) fn listen_fds() -> Result<Option<Vec<(RawFd, Option<String>)>>, BindError> {
+/// A socket systemd passed.
+pub(super) struct ListenFd {
+    pub fd: RawFd,
+    /// Its `FileDescriptorName=` (LISTEN_FDNAMES), if set.
+    pub name: Option<String>,
+}
+
+/// The sockets systemd passed (LISTEN_FDS for this pid); the variables are removed so that the
+/// worker process does not see them.
+pub(super) fn listen_fds() -> Result<Option<Vec<ListenFd>>, BindError> {
     let (Ok(pid), Ok(count)) = (std::env::var(LISTEN_PID), std::env::var(LISTEN_FDS)) else {
         return Ok(None);
     };
@@ -37,17 +44,15 @@ pub(super) fn listen_fds() -> Result<Option<Vec<(RawFd, Option<String>)>>, BindE
     let mut names = names.as_deref().unwrap_or("").split(':');
     Ok(Some(
         (SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + count)
-            .map(|fd| {
-                (
-                    fd,
-                    names.next().filter(|n| !n.is_empty()).map(str::to_owned),
-                )
+            .map(|fd| ListenFd {
+                fd,
+                name: names.next().filter(|n| !n.is_empty()).map(str::to_owned),
             })
             .collect(),
     ))
 }
 
-/// Tells systemd the service's state (`READY=1`, `STOPPING=1`); nothing without
+/// Tells systemd the service's state (`READY=1`); nothing without
 /// `$NOTIFY_SOCKET`. Failures are logged, never fatal.
 pub(super) fn notify(state: &str) {
     if let Ok(target) = std::env::var(NOTIFY_SOCKET) {
