@@ -142,7 +142,7 @@ def free_port() -> int:
 def test_systemd_socket_activation():
     port = free_port()
     proc = subprocess.Popen(
-        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}",
+        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=web",
          str(RINGWSGI), "--bind", "127.0.0.1:1", "wsgi_basic:app"],
         cwd=str(APPS_DIR),
         stdin=subprocess.DEVNULL,
@@ -168,7 +168,7 @@ def test_systemd_socket_activation():
         _, err = proc.communicate(timeout=30)
     err = err.decode()
     assert "systemd socket activation: 1 socket(s), --bind ignored" in err, err
-    assert f"Listening at: http://127.0.0.1:{port}" in err, err
+    assert f"Listening at: http://127.0.0.1:{port} (systemd: web)" in err, err
 
 
 @pytest.mark.parametrize(
