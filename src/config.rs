@@ -135,6 +135,36 @@ pub struct Args {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// How the app is run. subinterpreter: one worker process, one own-GIL subinterpreter per
+    /// worker thread (Python 3.13+). process: one worker process per worker, each running the
+    /// app in its main interpreter (for extension modules that refuse subinterpreters). auto:
+    /// subinterpreter, falling back to process when an extension module imported while the app
+    /// loads refuses subinterpreters (process before Python 3.13).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Auto)]
+    pub mode: Mode,
+
+    /// Seconds a stopping worker process (SIGTERM, reload, replacement) gets to finish its
+    /// requests before it is killed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub graceful_timeout: f64,
+}
+
+/// `--mode`: where the app's Python code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Auto,
+    Subinterpreter,
+    Process,
+}
+
+/// The interpreter a worker process runs the app in (the master resolves `--mode auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Interpreters {
+    /// One own-GIL subinterpreter per worker thread.
+    Sub,
+    /// The process's main interpreter, shared by its threads.
+    Main,
 }
 
 /// Errors in the configuration, reported as one line before anything starts.
@@ -193,12 +223,16 @@ pub struct WorkerConfig {
     pub write_timeout: f64,
     /// `--stats`.
     pub stats: bool,
+    /// Where the app runs in this worker process.
+    pub interpreters: Interpreters,
+    /// Worker threads of all worker processes together (wsgi.multiprocess).
+    pub total_workers: usize,
 }
 
 impl WorkerConfig {
     /// wsgi.multiprocess: true when requests of this app may be served by more than one worker.
     pub fn multiprocess(&self) -> bool {
-        self.cpus.len() > 1
+        self.total_workers > 1
     }
 }
 

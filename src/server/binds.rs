@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +55,25 @@ struct Bound {
     sockets: Sockets,
     /// The socket file this master created (removed when the master exits).
     unix_path: Option<PathBuf>,
+}
+
+/// What one worker process inherits from the master.
+pub(super) struct HandOver<'a> {
+    /// The listening fds to inherit, each once.
+    pub fds: Vec<BorrowedFd<'a>>,
+    /// `WORKER_FDS_ENV`: per worker thread, the fds it accepts on, comma-separated; threads
+    /// separated by `;`. A shared socket appears in every thread's list.
+    pub env: String,
+}
+
+impl Bound {
+    /// The socket worker thread `thread` accepts on.
+    fn fd_for(&self, thread: usize) -> BorrowedFd<'_> {
+        match &self.sockets {
+            Sockets::PerThread(sockets) => sockets[thread].as_fd(),
+            Sockets::Shared(socket) => socket.as_fd(),
+        }
+    }
 }
 
 /// Every listening socket of the server, in the order of the binds.
@@ -186,35 +205,31 @@ impl Listeners {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 80)))
     }
 
-    fn fds(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
-        self.binds.iter().flat_map(|bind| match &bind.sockets {
-            Sockets::PerThread(sockets) => sockets.iter().map(AsFd::as_fd).collect::<Vec<_>>(),
-            Sockets::Shared(socket) => vec![socket.as_fd()],
-        })
-    }
-
-    /// Lets the fds survive the worker process's `exec` (`yes`), or not.
-    pub(super) fn set_inheritable(&self, yes: bool) -> std::io::Result<()> {
-        self.fds().try_for_each(|fd| io::set_inheritable(fd, yes))
-    }
-
-    /// The hand-over to the worker process (`WORKER_FDS_ENV`): per worker thread, the fds it
-    /// accepts on, comma-separated; threads separated by `;`. A shared socket appears in every
-    /// thread's list.
-    pub(super) fn worker_fds(&self, threads: usize) -> String {
-        (0..threads)
-            .map(|thread| {
-                self.binds
+    /// What the worker process serving worker threads `threads` (indices among all the
+    /// server's worker threads) inherits.
+    pub(super) fn hand_over(&self, threads: &[usize]) -> HandOver<'_> {
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
+        let lists: Vec<String> = threads
+            .iter()
+            .map(|&thread| {
+                let list: Vec<String> = self
+                    .binds
                     .iter()
-                    .map(|bind| match &bind.sockets {
-                        Sockets::PerThread(sockets) => sockets[thread].as_raw_fd().to_string(),
-                        Sockets::Shared(socket) => socket.as_raw_fd().to_string(),
+                    .map(|bind| {
+                        let fd = bind.fd_for(thread);
+                        if !fds.iter().any(|f| f.as_raw_fd() == fd.as_raw_fd()) {
+                            fds.push(fd);
+                        }
+                        fd.as_raw_fd().to_string()
                     })
-                    .collect::<Vec<_>>()
-                    .join(",")
+                    .collect();
+                list.join(",")
             })
-            .collect::<Vec<_>>()
-            .join(";")
+            .collect();
+        HandOver {
+            fds,
+            env: lists.join(";"),
+        }
     }
 
     fn unix_paths(&self) -> impl Iterator<Item = &Path> {
@@ -232,7 +247,7 @@ impl Drop for Listeners {
     }
 }
 
-/// The worker process's side of [`Listeners::worker_fds`]: adopts each inherited fd once and
+/// The worker process's side of [`Listeners::hand_over`]: adopts each inherited fd once and
 /// gives every thread its own fds (dups of a shared socket). `threads` lists are expected.
 pub(super) fn adopt_worker_fds(
     hand_over: &str,
@@ -371,8 +386,9 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o700
         );
-        let hand_over = listeners.worker_fds(2);
-        let (first, second) = hand_over.split_once(';').unwrap();
+        let hand_over = listeners.hand_over(&[0, 1]);
+        assert_eq!(hand_over.fds.len(), 3, "two TCP sockets, one unix socket");
+        let (first, second) = hand_over.env.split_once(';').unwrap();
         let (tcp0, unix0) = first.split_once(',').unwrap();
         let (tcp1, unix1) = second.split_once(',').unwrap();
         assert_ne!(tcp0, tcp1, "one reuseport socket per thread");

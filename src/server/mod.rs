@@ -1,12 +1,16 @@
 //! Starts, supervises and stops the workers.
 //!
 //! Topology: the `ringwsgi` process is the master ([`master`]). It never imports the app; it
-//! binds the listeners ([`binds`]) and starts the worker process ([`worker_process`]: the same
-//! Python running `-m ringwsgi`, told by an environment variable that it is a worker), which
-//! inherits the listeners. The worker process runs one OS thread per core ([`thread`]), pinned,
-//! each with its own io_uring loop, listener and own-GIL subinterpreter. The listeners stay open
-//! in the master for the master's whole life: closing a socket of a reuseport group resets the
-//! connections queued on it, and later work restarts workers on the same sockets.
+//! binds the listeners ([`binds`]) and starts worker processes ([`children`] in the master,
+//! [`worker_process`] in the worker: the same Python running `-m ringwsgi`, told by an
+//! environment variable that it is a worker), one per worker slot: a slot is the CPUs and
+//! listeners one worker process gets. In subinterpreter mode there is one slot with every CPU
+//! and the worker process runs one OS thread per core ([`thread`]), pinned, each with its own
+//! io_uring loop, listener and own-GIL subinterpreter; in process mode there is one slot per CPU,
+//! and each worker process runs its thread in its main interpreter. The master restarts worker
+//! processes that die, and replaces them on SIGHUP or when they ask ([`status`]). The listeners
+//! stay open in the master for the master's whole life: closing a socket of a reuseport group
+//! resets the connections queued on it, and replacements serve the same sockets.
 //!
 //! Signals reach only the main thread of each process: there, a signal-hook iterator turns them
 //! into messages; worker threads are told to stop through their transport's waker.
@@ -16,6 +20,7 @@ use nix::sys::signal::Signal;
 use crate::config;
 
 mod binds;
+mod children;
 mod master;
 mod reload;
 pub mod status;
@@ -32,8 +37,12 @@ pub const WORKER_CONFIG_ENV: &str = "RINGWSGI_WORKER_CONFIG";
 /// ([`binds::adopt_worker_fds`]).
 const WORKER_FDS_ENV: &str = "RINGWSGI_WORKER_FDS";
 
-/// Exit code of a worker process whose app could not be loaded (gunicorn's WORKER_BOOT_ERROR).
+/// Exit code of a worker process whose app could not be loaded (gunicorn's WORKER_BOOT_ERROR),
+/// and of a master whose worker process could not boot.
 const EXIT_BOOT_ERROR: i32 = 3;
+/// Exit code of a worker process whose app could not be loaded because an extension module
+/// refuses subinterpreters (the master may fall back to process mode).
+const EXIT_SUBINTERPRETERS_REFUSED: i32 = 5;
 
 /// Why the server could not start; printed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +57,8 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("invalid worker configuration from the master: {0}")]
     WorkerConfig(String),
+    #[error("--mode subinterpreter needs own-GIL subinterpreters, which need Python 3.13 or newer (this is {0}): use --mode process")]
+    NoSubinterpreters(String),
 }
 
 /// Sets up logging to stderr at `level` (errors in the level fall back to info).

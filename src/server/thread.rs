@@ -1,4 +1,5 @@
-//! One worker thread: pinned to its CPU, with its own interpreter, ring and listeners.
+//! One worker thread: pinned to its CPU, with its own interpreter (a subinterpreter, or its own
+//! thread state in the main interpreter in `--mode process`), ring and listeners.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,7 @@ use crate::config::WorkerConfig;
 use crate::http::HeadLimits;
 use crate::io::{Transport, Uring};
 use crate::worker::{Control, Limits, Pool, SpoolSettings, Timeouts, Worker};
-use crate::wsgi::{AppSettings, EnvironSettings, SubInterpreter, Wsgi};
+use crate::wsgi::{AppSettings, EnvironSettings, Interpreter, Wsgi};
 
 /// io_uring submission queue size per worker thread.
 const RING_ENTRIES: u32 = 4096;
@@ -71,9 +72,12 @@ pub(super) fn worker_thread(
         tracing::warn!("worker thread {index}: cannot pin to CPU {cpu}");
     }
     let fail = |error: String| {
-        let _ = tx.send(Report::Failed { error });
+        let _ = tx.send(Report::Failed {
+            error,
+            refused_by: None,
+        });
     };
-    let interpreter = match SubInterpreter::new() {
+    let interpreter = match Interpreter::new(config.interpreters) {
         Ok(i) => i,
         Err(e) => return fail(e.to_string()),
     };
@@ -91,7 +95,11 @@ pub(super) fn worker_thread(
         Ok(w) => w,
         Err(e) => {
             interpreter.end();
-            return fail(e.to_string());
+            let _ = tx.send(Report::Failed {
+                error: e.message,
+                refused_by: e.refused_by,
+            });
+            return;
         }
     };
     let ring = match Uring::new(listeners, RING_ENTRIES) {

@@ -1,5 +1,7 @@
-//! The worker process: adopts the listeners the master passed, prepares the main interpreter,
-//! runs one pinned worker thread per configured CPU and stops them on a signal.
+//! The worker process: adopts the listeners and the status pipe the master passed, prepares the
+//! main interpreter, runs one pinned worker thread per configured CPU (each in a subinterpreter,
+//! or all in the main interpreter in `--mode process`), tells the master when they all serve,
+//! and stops them on a signal.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
@@ -7,13 +9,14 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use pyo3::Python;
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
+use super::status::{self, Status};
 use super::thread::worker_thread;
 use super::{
-    binds, init_logging, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV,
-    WORKER_FDS_ENV,
+    binds, init_logging, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
+    WORKER_CONFIG_ENV, WORKER_FDS_ENV,
 };
 use crate::config::WorkerConfig;
 use crate::io::Waker;
@@ -22,9 +25,19 @@ use crate::wsgi;
 
 /// Messages from the worker threads (and the signal thread) to the worker process's main thread.
 pub(super) enum Report {
-    Ready { waker: Waker },
-    Failed { error: String },
-    Exited { index: usize, error: Option<String> },
+    Ready {
+        waker: Waker,
+    },
+    /// The thread could not start; `refused_by`: the package whose extension module refused
+    /// the subinterpreter, when that is why.
+    Failed {
+        error: String,
+        refused_by: Option<String>,
+    },
+    Exited {
+        index: usize,
+        error: Option<String>,
+    },
     Signal(i32),
 }
 
@@ -41,6 +54,7 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
     init_logging(&config.log_level);
     // Die with the master (it may be SIGKILLed), and forget the hand-over variables.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    status::adopt();
     let fds = std::env::var(WORKER_FDS_ENV).unwrap_or_default();
     std::env::remove_var(WORKER_CONFIG_ENV);
     std::env::remove_var(WORKER_FDS_ENV);
@@ -57,7 +71,7 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
 
 fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR2]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{}", StartError::Signals(e));
@@ -107,13 +121,21 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
                 wakers.push(waker);
                 if wakers.len() == n {
                     tracing::info!("{n} worker threads ready (pid {})", std::process::id());
+                    status::notify(&Status::Ready);
                 }
             }
-            Report::Failed { error } => {
+            Report::Failed { error, refused_by } => {
                 running -= 1;
                 if code == 0 {
-                    tracing::error!("{error}");
-                    code = EXIT_BOOT_ERROR;
+                    if let Some(package) = refused_by {
+                        // The master decides what follows (falling back to processes, or not).
+                        tracing::warn!("{error}");
+                        status::notify(&Status::Refused(package));
+                        code = EXIT_SUBINTERPRETERS_REFUSED;
+                    } else {
+                        tracing::error!("{error}");
+                        code = EXIT_BOOT_ERROR;
+                    }
                 }
                 stopping = true;
             }
@@ -128,6 +150,11 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
             Report::Signal(SIGUSR2) => {
                 control.report.fetch_add(1, Ordering::AcqRel);
                 wakers.iter().for_each(Waker::wake);
+            }
+            Report::Signal(SIGUSR1) => {
+                // The master passes on SIGUSR1 (reopen log files); the log is stderr: nothing to
+                // reopen, but the signal must not end the process.
+                tracing::debug!("worker process got SIGUSR1");
             }
             Report::Signal(sig) => {
                 tracing::debug!("worker process got {}", signal_name(sig));

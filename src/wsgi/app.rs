@@ -28,8 +28,22 @@ pub struct AppSettings {
 
 /// The app could not be loaded: one line for the user.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LoadError(pub String);
+#[error("{message}")]
+pub struct LoadError {
+    pub message: String,
+    /// The package of the extension module that refused to load in a subinterpreter, when
+    /// that is why (`--mode process` would load it).
+    pub refused_by: Option<String>,
+}
+
+impl LoadError {
+    fn new(message: String) -> Self {
+        LoadError {
+            message,
+            refused_by: None,
+        }
+    }
+}
 
 /// Time spent in the stages of the calls (when timing is on, for `--stats`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -93,23 +107,30 @@ impl Wsgi {
     /// Runs the bootstrap module and loads the app in the current interpreter.
     pub fn load(py: Python<'_>, settings: &AppSettings) -> Result<Wsgi, LoadError> {
         let bootstrap =
-            run_bootstrap(py).map_err(|e| LoadError(format!("bootstrap failed: {e}")))?;
+            run_bootstrap(py).map_err(|e| LoadError::new(format!("bootstrap failed: {e}")))?;
         let load_app = bootstrap
             .getattr("load_app")
-            .map_err(|e| LoadError(e.to_string()))?;
+            .map_err(|e| LoadError::new(e.to_string()))?;
         let app = load_app
             .call1((
                 settings.spec.as_str(),
-                PyList::new(py, &settings.sys_path).map_err(|e| LoadError(e.to_string()))?,
+                PyList::new(py, &settings.sys_path).map_err(|e| LoadError::new(e.to_string()))?,
             ))
             .map_err(|e| {
                 let is_load_error = bootstrap
                     .getattr("LoadError")
                     .is_ok_and(|cls| e.is_instance(py, &cls));
                 if is_load_error {
-                    LoadError(e.value(py).to_string())
+                    LoadError {
+                        message: e.value(py).to_string(),
+                        refused_by: e
+                            .value(py)
+                            .getattr("refused_by")
+                            .and_then(|name| name.extract::<Option<String>>())
+                            .unwrap_or(None),
+                    }
                 } else {
-                    LoadError(format!("cannot load '{}': {e}", settings.spec))
+                    LoadError::new(format!("cannot load '{}': {e}", settings.spec))
                 }
             })?;
         let state = (|| -> PyResult<State> {
@@ -125,7 +146,7 @@ impl Wsgi {
                 times: None,
             })
         })()
-        .map_err(|e| LoadError(format!("cannot set up the worker: {e}")))?;
+        .map_err(|e| LoadError::new(format!("cannot set up the worker: {e}")))?;
         Ok(Wsgi { state: Some(state) })
     }
 

@@ -23,8 +23,8 @@ mod table;
 pub use app::{AppSettings, CallTimes, LoadError, Respond, Wsgi};
 pub use environ::{EnvironBuilder, EnvironSettings, Input};
 pub use interpreter::{
-    detached, prepare_main_interpreter, python_version, InterpreterError, InterpreterRef,
-    SubInterpreter, ThreadState,
+    detached, prepare_main_interpreter, python_version, subinterpreters_supported, Interpreter,
+    InterpreterError, InterpreterRef, SubInterpreter, ThreadState,
 };
 pub use response::FileBody;
 pub use table::Handle;
