@@ -97,6 +97,27 @@ def test_unix_socket_serves_with_umask_mode(server_factory, tmp_path):
     assert not path.exists(), "the socket file is removed when the server stops"
 
 
+@pytest.mark.parametrize("mode, route", [("subinterpreter", "/worker"), ("process", "/pid")])
+def test_every_worker_takes_turns_on_a_shared_unix_socket(server_factory, tmp_path, mode, route):
+    """One unix socket, two workers (threads or processes): both accept on it, idle ones in
+    turn, even for one client at a time."""
+    path = tmp_path / "app.sock"
+    srv = server_factory(
+        "wsgi_basic:app", "--bind", f"unix:{path}", "--mode", mode, "--workers", "2"
+    )
+    deadline = time.monotonic() + 30
+    while srv.logs().count("worker threads ready") < (2 if mode == "process" else 1):
+        assert time.monotonic() < deadline, srv.logs()
+        time.sleep(0.05)
+    seen = set()
+    for _ in range(20):
+        status, body = unix_get(str(path), route)
+        assert status == 200
+        seen.add(int(body))
+    assert len(seen) == 2, f"one worker answered every unix connection: {seen}"
+    assert get(srv.port, "/").status == 200
+
+
 def test_stale_unix_socket_is_replaced_live_one_refused(server_factory, tmp_path):
     path = tmp_path / "app.sock"
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

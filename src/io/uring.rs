@@ -1,8 +1,9 @@
 //! `Uring`: the real transport, one io_uring per worker thread, driven directly (no runtime).
 //!
-//! One multishot accept per listener (each cancelled by `pause_accepting`/`stop_accepting`,
-//! re-armed by `resume_accepting` only after the cancelled one's final completion; the `user_data`
-//! index says which listener), one read on an eventfd (the `Waker`), one re-armed
+//! One accept per listener (multishot on the ring's own SO_REUSEPORT sockets, re-armed per
+//! connection on shared ones; each cancelled by `pause_accepting`/`stop_accepting`, re-armed by
+//! `resume_accepting` only after the cancelled one's final completion; the `user_data` index
+//! says which listener), one read on an eventfd (the `Waker`), one re-armed
 //! 1-second timeout (`Tick`), and per connection at most one receive, one send and one shutdown
 //! in flight. Each SQE's `user_data` encodes the operation kind, the slot generation and the
 //! slot index (`encode`), so every completion finds its connection and a stale one is ignored.
@@ -143,14 +144,14 @@ enum State {
     Closed,
 }
 
-/// Where the multishot accept stands in the kernel. At most one is ever in flight: a new one
-/// is armed only from `Idle`, which is reached only through the final completion (no MORE flag)
-/// of the previous one.
+/// Where a listener's accept stands in the kernel. At most one is ever in flight: a new one
+/// is armed only from `Idle`, which is reached only through the final completion (no MORE flag;
+/// a single-shot accept's only one) of the previous one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Accept {
     /// Not in flight: armed at the next `wait` if `Accepting::On`.
     Idle,
-    /// Multishot accept in flight.
+    /// Accept in flight.
     Armed,
     /// In flight with a cancel requested (pause/stop): waiting for its final completion.
     /// Connections it accepted meanwhile are still reported (`Accepted`).
@@ -171,6 +172,9 @@ enum Accepting {
 /// One listening socket (TCP or unix-domain) and its multishot accept.
 struct Listener {
     fd: OwnedFd,
+    /// A multishot accept (an SO_REUSEPORT socket: this ring's own) or one accept per
+    /// connection (a socket every worker thread shares; see `Uring::new`).
+    multishot: bool,
     accept: Accept,
     /// The accept's cancel found it executing (EALREADY): asked again at the next tick.
     recancel: bool,
@@ -385,17 +389,23 @@ fn retryable(e: &io::Error) -> bool {
 }
 
 impl Uring {
-    /// Sets up the ring on the calling thread (which must be the one driving it) and arms a
-    /// multishot accept on each of `listeners` (listening TCP or unix-domain sockets; several
-    /// rings may accept on the same socket), the waker read and the tick timeout.
+    /// Sets up the ring on the calling thread (which must be the one driving it) and arms an
+    /// accept on each of `listeners` (listening TCP or unix-domain sockets), the waker read and
+    /// the tick timeout. An SO_REUSEPORT socket is this ring's own: one multishot accept takes
+    /// all its connections. Any other socket may be shared by several rings (a unix socket, an
+    /// inherited one): it gets one accept per connection, re-armed once that one completed, so
+    /// each ring goes to the back of the socket's queue of waiters and idle rings take turns (a
+    /// multishot accept would stay first in the queue and take every connection).
     pub fn new(listeners: Vec<OwnedFd>, entries: u32) -> io::Result<Uring> {
         let listeners = listeners
             .into_iter()
             .map(|fd| {
                 // io_uring does the waiting; a non-blocking listener would make accept fail
                 // with EAGAIN.
-                SockRef::from(&fd).set_nonblocking(false)?;
+                let sock = SockRef::from(&fd);
+                sock.set_nonblocking(false)?;
                 Ok(Listener {
+                    multishot: sock.reuse_port()?,
                     fd,
                     accept: Accept::Idle,
                     recancel: false,
@@ -514,10 +524,17 @@ impl Uring {
             if listener.accept != Accept::Idle || self.accepting != Accepting::On {
                 continue;
             }
-            let entry = opcode::AcceptMulti::new(types::Fd(listener.fd.as_raw_fd()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(encode(Op::Accept, index as u32, 0));
+            let fd = types::Fd(listener.fd.as_raw_fd());
+            let entry = if listener.multishot {
+                opcode::AcceptMulti::new(fd)
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            } else {
+                opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            }
+            .user_data(encode(Op::Accept, index as u32, 0));
             listener.accept = Accept::Armed;
             // SAFETY: the accept passes no address buffer; the listener outlives the ring's ops
             // (Drop cancels the accepts and waits for them before fields are dropped).
