@@ -209,6 +209,13 @@ def test_bad_bind_fails_clearly(bind, mention):
     assert len([ln for ln in err.splitlines() if ln.strip()]) <= 2, err
 
 
+def groups(pid: int) -> list:
+    """Supplementary groups of a process."""
+    with open(f"/proc/{pid}/status") as f:
+        line = next(line for line in f if line.startswith("Groups:"))
+    return [int(g) for g in line.split()[1:]]
+
+
 def status_ids(pid: int) -> "tuple[int, int]":
     """Real uid and gid of a process (/proc/PID/status)."""
     with open(f"/proc/{pid}/status") as f:
@@ -259,6 +266,7 @@ def test_user_drops_root_in_master_and_workers(server_factory, tmp_path):
     assert pid == worker_pid(srv)
     assert status_ids(pid)[0] == nobody, "the worker process runs as nobody"
     assert status_ids(srv.proc.pid)[0] == nobody, "the master dropped root too"
+    assert groups(pid) == [65534], "root's supplementary groups are gone"
     assert os.stat(path).st_uid == nobody, "the socket file belongs to --user"
     assert unix_get(str(path)) == (200, b"Hello, World!")
 

@@ -6,7 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import get, run_cli
+from harness import EXTRA_ARGS, get, run_cli
+
+pytestmark = pytest.mark.skipif(bool(EXTRA_ARGS), reason="these tests choose the mode themselves")
 
 MODE_LINE = re.compile(r"mode: (\S+)(?: \((.*)\))?$", re.M)
 

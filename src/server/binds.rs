@@ -287,10 +287,12 @@ pub(super) fn adopt_worker_fds(
 }
 
 /// `--user`/`--group`: gives the unix socket files to them, then switches the process to them
-/// for good (supplementary groups, gid, then uid). Nothing to do without either flag.
+/// for good: the supplementary groups become the group alone (or, with `initgroups`, the user's
+/// groups), then gid, then uid. Nothing to do without either flag.
 pub(super) fn drop_privileges(
     user: Option<&str>,
     group: Option<&str>,
+    initgroups: bool,
     listeners: &Listeners,
 ) -> Result<(), BindError> {
     if user.is_none() && group.is_none() {
@@ -307,7 +309,7 @@ pub(super) fn drop_privileges(
     }
     if let Some(gid) = gid {
         match user.as_ref().and_then(|u| u.name.as_deref()) {
-            Some(name) => {
+            Some(name) if initgroups => {
                 let name = CString::new(name).expect("user names have no NUL");
                 nix::unistd::initgroups(&name, gid)
                     .map_err(|e| BindError::Switch("initgroups", e))?;

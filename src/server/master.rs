@@ -15,10 +15,10 @@ use signal_hook::iterator::Signals;
 use super::children::{self, describe_exit, Child, Event};
 use super::status::Status;
 use super::{
-    binds, init_logging, reload, signal_name, systemd, StartError, EXIT_BOOT_ERROR,
-    EXIT_SUBINTERPRETERS_REFUSED,
+    binds, reload, signal_name, systemd, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
 };
 use crate::config::{self, Args, Interpreters, Mode, WorkerConfig};
+use crate::logging::{self, LogConfig, LogHandle};
 use crate::wsgi;
 
 /// Time a stopping worker process gets beyond --graceful-timeout before it is killed (its own
@@ -36,8 +36,22 @@ const STATUS_GRACE: Duration = Duration::from_secs(1);
 
 /// The master: binds, starts and supervises the worker processes, returns the exit code.
 pub fn run_master(args: Args, executable: PathBuf) -> i32 {
-    init_logging(&args.log_level);
-    match master(args, executable) {
+    // Resolved before --chdir: a relative log file is relative to where ringwsgi was started.
+    let log_config = match args.log_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    let log = match logging::init_logging(&log_config) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    match master(args, executable, log_config, &log) {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err}");
@@ -46,7 +60,12 @@ pub fn run_master(args: Args, executable: PathBuf) -> i32 {
     }
 }
 
-fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
+fn master(
+    args: Args,
+    executable: PathBuf,
+    log_config: LogConfig,
+    log: &LogHandle,
+) -> Result<i32, StartError> {
     config::check_app_spec(&args.app)?;
     if let Some(dir) = &args.chdir {
         std::env::set_current_dir(dir).map_err(|e| config::ConfigError::Chdir(dir.clone(), e))?;
@@ -65,6 +84,9 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
     config::seconds("--write-timeout", args.write_timeout)?;
     let graceful = config::seconds("--graceful-timeout", args.graceful_timeout)?;
     let mode = choose_mode(args.mode)?;
+    if args.timeout != 0.0 {
+        config::seconds("--timeout", args.timeout)?;
+    }
     let spool_dir = match &args.spool_dir {
         Some(dir) => Some(
             std::path::absolute(dir)
@@ -73,16 +95,22 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         None => None,
     };
     let listeners = binds::bind_all(&args.bind, cpus.len(), args.backlog, args.umask)?;
-    binds::drop_privileges(args.user.as_deref(), args.group.as_deref(), &listeners)?;
+    binds::drop_privileges(
+        args.user.as_deref(),
+        args.group.as_deref(),
+        args.initgroups,
+        &listeners,
+    )?;
     let bound = listeners.server_address();
     let worker_config = WorkerConfig {
         app: args.app.clone(),
         sys_path: config::app_sys_path(args.pythonpath.as_deref())?,
         total_workers: cpus.len(),
+        first_worker: 0,
         cpus,
         bound,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
-        log_level: args.log_level.clone(),
+        log: log_config,
         threads: args.threads,
         limit_request_body: args.limit_request_body,
         spool_threshold: args.spool_threshold,
@@ -95,6 +123,10 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         keep_alive: args.keep_alive,
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
+        graceful_timeout: args.graceful_timeout,
+        timeout: args.timeout,
+        max_requests: args.max_requests,
+        max_requests_jitter: args.max_requests_jitter,
         stats: args.stats,
         interpreters: mode.interpreters,
     };
@@ -128,6 +160,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         auto: mode.auto,
         announced: mode.announce.is_some(),
         shutdown: None,
+        log,
     };
     let result = master.run(&rx);
     signal_handle.close();
@@ -216,7 +249,7 @@ struct Shutdown {
     kill_at: Instant,
 }
 
-struct Master {
+struct Master<'a> {
     executable: PathBuf,
     /// The configuration every worker process gets, but for its slot's CPUs.
     config: WorkerConfig,
@@ -231,9 +264,10 @@ struct Master {
     /// The `mode: …` line was logged.
     announced: bool,
     shutdown: Option<Shutdown>,
+    log: &'a LogHandle,
 }
 
-impl Master {
+impl Master<'_> {
     fn run(&mut self, rx: &Receiver<Event>) -> Result<i32, StartError> {
         for slot in 0..self.slots.len() {
             self.spawn(slot)?;
@@ -262,6 +296,7 @@ impl Master {
         s.restart_at = None;
         let mut config = self.config.clone();
         config.cpus = s.cpus.clone();
+        config.first_worker = s.listeners[0];
         let listeners = self.listeners.hand_over(&s.listeners);
         self.serial += 1;
         let child = children::spawn(
@@ -291,7 +326,10 @@ impl Master {
                 }
             }
             Event::Signal(sig @ (SIGUSR1 | SIGUSR2)) => {
-                // Log reopening and statistics are the workers' business: pass it on.
+                if sig == SIGUSR1 {
+                    self.log.reopen();
+                }
+                // The workers reopen their log file too, and print statistics: pass it on.
                 let sig = Signal::try_from(sig).expect("a known signal");
                 self.children.iter().for_each(|c| c.signal(sig));
             }
@@ -484,15 +522,12 @@ impl Master {
             return Ok(());
         }
         let s = &mut self.slots[slot];
-        let delay = if child.started.elapsed() < CRASH_WINDOW {
+        if child.started.elapsed() < CRASH_WINDOW {
             s.quick_deaths += 1;
-            BACKOFF_FIRST
-                .saturating_mul(1 << (s.quick_deaths - 1).min(5))
-                .min(BACKOFF_MAX)
         } else {
             s.quick_deaths = 0;
-            Duration::ZERO
-        };
+        }
+        let delay = restart_delay(s.quick_deaths);
         tracing::error!(
             "worker process {pid} (slot {slot}, CPUs {:?}) {how}: restarting it{}",
             s.cpus,
@@ -555,6 +590,17 @@ impl Master {
     }
 }
 
+/// The delay before a slot's process is restarted after `quick_deaths` deaths in a row soon
+/// after start: none for the first, then [`BACKOFF_FIRST`] doubling up to [`BACKOFF_MAX`].
+fn restart_delay(quick_deaths: u32) -> Duration {
+    match quick_deaths {
+        0 | 1 => Duration::ZERO,
+        n => BACKOFF_FIRST
+            .saturating_mul(1 << (n - 2).min(5))
+            .min(BACKOFF_MAX),
+    }
+}
+
 /// Every connection is a descriptor of a worker process: raise the soft limit on open files to
 /// the hard limit (worker processes inherit it).
 fn raise_open_files_limit() {
@@ -571,6 +617,12 @@ fn raise_open_files_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crash_loop_backoff() {
+        let delays: Vec<u64> = (0..9).map(|n| restart_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 0, 1, 2, 4, 8, 16, 30, 30]);
+    }
 
     #[test]
     fn slots_per_mode() {

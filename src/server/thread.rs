@@ -54,9 +54,24 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
             keep_alive: secs(config.keep_alive),
             body: secs(config.body_timeout),
             write: secs(config.write_timeout),
+            graceful: secs(config.graceful_timeout),
         },
         max_connections: config.worker_connections,
+        max_requests: max_requests(config.max_requests, config.max_requests_jitter),
     }
+}
+
+/// This thread's `--max-requests`: N plus a random number from 0 to the jitter (as gunicorn).
+fn max_requests(n: u64, jitter: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    if n == 0 || jitter == 0 {
+        return n;
+    }
+    // A randomly keyed hasher is all the randomness this needs.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    n + random % (jitter + 1)
 }
 
 /// One worker thread: pinned CPU, own interpreter, own ring, own listeners.
@@ -110,6 +125,12 @@ pub(super) fn worker_thread(
             return fail(explain_ring_error(&e));
         }
     };
+    let raiser = control.watchdog.raiser(interpreter.reference());
+    let watcher = raiser.as_ref().map(|r| r.watcher());
+    let mut wsgi = wsgi;
+    if let (Some(watcher), 1) = (&watcher, config.threads) {
+        interpreter.attach(|py| wsgi.watch_calls(watcher.watch(py)));
+    }
     let waker = ring.waker();
     let _ = tx.send(Report::Ready {
         waker: waker.clone(),
@@ -121,7 +142,7 @@ pub(super) fn worker_thread(
     let head_limits = limits.head;
     let mut worker = Worker::new(ring, wsgi, limits, control);
     if config.stats {
-        worker = worker.with_stats(index, cpu);
+        worker = worker.with_stats(config.first_worker + index, cpu);
     }
     let result = if config.threads > 1 {
         let pool = Pool::start(
@@ -130,6 +151,7 @@ pub(super) fn worker_thread(
             settings,
             head_limits,
             waker,
+            watcher,
         );
         worker = worker.with_pool(pool);
         // This thread never attaches while the pool runs: the pool's threads need the GIL.
@@ -141,6 +163,9 @@ pub(super) fn worker_thread(
     let (wsgi, pool) = worker.into_parts();
     if let Some(pool) = pool {
         pool.shutdown();
+    }
+    if let Some(raiser) = raiser {
+        raiser.stop();
     }
     interpreter.attach(|py| wsgi.release(py));
     interpreter.end();

@@ -7,7 +7,9 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use pyo3::Python;
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
@@ -15,13 +17,14 @@ use signal_hook::iterator::Signals;
 use super::status::{self, Status};
 use super::thread::worker_thread;
 use super::{
-    binds, init_logging, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
+    binds, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
     WORKER_CONFIG_ENV, WORKER_FDS_ENV,
 };
 use crate::config::WorkerConfig;
 use crate::io::Waker;
-use crate::worker::Control;
-use crate::wsgi;
+use crate::logging::{init_logging, LogHandle};
+use crate::worker::{Control, Replacement};
+use crate::wsgi::{self, Watchdog};
 
 /// Messages from the worker threads (and the signal thread) to the worker process's main thread.
 pub(super) enum Report {
@@ -51,7 +54,13 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
             return 1;
         }
     };
-    init_logging(&config.log_level);
+    let log = match init_logging(&config.log) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("ringwsgi: {err}");
+            return 1;
+        }
+    };
     // Die with the master (it may be SIGKILLed), and forget the hand-over variables.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
     status::adopt();
@@ -66,10 +75,10 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
         }
     };
     wsgi::prepare_main_interpreter(py);
-    py.detach(|| supervise_threads(config, listeners))
+    py.detach(|| supervise_threads(config, listeners, &log))
 }
 
-fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>) -> i32 {
+fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>, log: &LogHandle) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,
@@ -85,7 +94,19 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>) -> i32 
             let _ = signal_tx.send(Report::Signal(sig));
         }
     });
-    let control = Arc::new(Control::default());
+    let replacement = Arc::new(Replacement::new(|reason| {
+        status::notify(&Status::Replace(reason.into()))
+    }));
+    let stuck = replacement.clone();
+    let control = Arc::new(Control {
+        watchdog: Watchdog::start(
+            Duration::from_secs_f64(config.timeout.max(0.0)),
+            Duration::from_secs_f64(config.graceful_timeout.max(0.0)),
+            move || stuck.ask("timeout"),
+        ),
+        replacement,
+        ..Control::default()
+    });
     let config = Arc::new(config);
     let threads: Vec<_> = listeners
         .into_iter()
@@ -98,7 +119,8 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>) -> i32 
                 .expect("spawn worker thread")
         })
         .collect();
-    let code = wait_for_threads(&rx, threads.len(), &control);
+    let graceful = Duration::from_secs_f64(config.graceful_timeout.max(0.001));
+    let code = wait_for_threads(&rx, threads.len(), &control, graceful, log);
     for thread in threads {
         let _ = thread.join();
     }
@@ -108,14 +130,35 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>) -> i32 
 }
 
 /// Waits for every thread to boot, then for a signal or a thread's unexpected end; then stops
-/// all threads and waits until they have exited. Returns the process's exit code.
-fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
+/// all threads and waits until they have exited. Returns the process's exit code. SIGTERM
+/// drains (graceful); SIGINT, SIGQUIT, a failed thread stop at once. A thread that has not ended
+/// a second after `--graceful-timeout` (stuck in the app) ends the process.
+fn wait_for_threads(
+    rx: &Receiver<Report>,
+    n: usize,
+    control: &Control,
+    graceful: Duration,
+    log: &LogHandle,
+) -> i32 {
     let mut wakers = Vec::new();
     let mut running = n;
     let mut code = 0;
     let mut stopping = false;
+    let mut give_up: Option<Instant> = None;
     while running > 0 {
-        let Ok(report) = rx.recv() else { break };
+        let report = match give_up {
+            None => rx.recv().ok(),
+            Some(at) => match rx.recv_deadline(at) {
+                Err(RecvTimeoutError::Timeout) => {
+                    tracing::error!(
+                        "{running} worker threads did not stop within --graceful-timeout: exiting"
+                    );
+                    std::process::exit(1);
+                }
+                report => report.ok(),
+            },
+        };
+        let Some(report) = report else { break };
         match report {
             Report::Ready { waker } => {
                 wakers.push(waker);
@@ -145,16 +188,19 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
                     tracing::error!("worker thread {index} failed: {error}");
                     code = 1;
                 }
-                stopping = true;
+                // Threads end on their own only when told to: otherwise stop the others.
+                stopping |= !control.drain.load(Ordering::Acquire);
             }
+            Report::Signal(SIGUSR1) => log.reopen(),
             Report::Signal(SIGUSR2) => {
                 control.report.fetch_add(1, Ordering::AcqRel);
                 wakers.iter().for_each(Waker::wake);
             }
-            Report::Signal(SIGUSR1) => {
-                // The master passes on SIGUSR1 (reopen log files); the log is stderr: nothing to
-                // reopen, but the signal must not end the process.
-                tracing::debug!("worker process got SIGUSR1");
+            Report::Signal(SIGTERM) => {
+                tracing::debug!("worker process got SIGTERM: draining");
+                control.drain.store(true, Ordering::Release);
+                wakers.iter().for_each(Waker::wake);
+                give_up.get_or_insert(Instant::now() + graceful + Duration::from_secs(1));
             }
             Report::Signal(sig) => {
                 tracing::debug!("worker process got {}", signal_name(sig));
@@ -164,6 +210,7 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
         if stopping {
             control.stop.store(true, Ordering::Release);
             wakers.iter().for_each(Waker::wake);
+            give_up.get_or_insert(Instant::now() + graceful + Duration::from_secs(1));
         }
     }
     code

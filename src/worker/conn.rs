@@ -39,6 +39,9 @@ pub struct Conn {
     pub clock: Clock,
     /// `--stats`: when the output now being sent was queued.
     pub queued_at: Option<Instant>,
+    /// During a graceful stop: a read made after it began has taken in everything the client
+    /// sent before it.
+    pub read_after_drain: bool,
 }
 
 impl Conn {
@@ -59,6 +62,7 @@ impl Conn {
             draining: false,
             clock: Clock::new(now),
             queued_at: None,
+            read_after_drain: false,
         }
     }
 

@@ -13,6 +13,7 @@ use super::environ::{EnvironBuilder, EnvironSettings, Input};
 use super::response::{self, Failure, FileBody, Names, RequestInfo, Stream};
 use super::start_response::StartResponse;
 use super::table::{Handle, Table};
+use super::watchdog::CallTimer;
 use crate::http::{self, DateCache, Request};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
@@ -101,6 +102,8 @@ struct State {
 /// The WSGI side of one worker. Drop it only through [`Wsgi::release`].
 pub struct Wsgi {
     state: Option<State>,
+    /// `--timeout`: publishes the calls to the watchdog.
+    timer: Option<CallTimer>,
 }
 
 impl Wsgi {
@@ -147,7 +150,15 @@ impl Wsgi {
             })
         })()
         .map_err(|e| LoadError::new(format!("cannot set up the worker: {e}")))?;
-        Ok(Wsgi { state: Some(state) })
+        Ok(Wsgi {
+            state: Some(state),
+            timer: None,
+        })
+    }
+
+    /// Lets the watchdog interrupt this thread's calls that run longer than `--timeout`.
+    pub fn watch_calls(&mut self, timer: CallTimer) {
+        self.timer = Some(timer);
     }
 
     /// Starts timing the stages of every call ([`Wsgi::times`]).
@@ -185,13 +196,29 @@ impl Wsgi {
             head: req.method == "HEAD",
             keep_alive: req.keep_alive,
         };
-        let state = self.state();
-        match state.call(py, req, body, peer, out, date, &info) {
+        let Wsgi { state, timer } = self;
+        let state = state.as_mut().expect("Wsgi used after release");
+        if let Some(timer) = timer {
+            timer.begin();
+        }
+        let called = state.call(py, req, body, peer, out, date, &info);
+        let timed_out = timer.as_mut().is_some_and(|t| t.end(py));
+        match called {
             Ok(respond) => respond,
             Err(failure) => {
                 state.log_failure(py, &failure, req.method, req.target);
                 out.truncate(start);
-                http::write_error_response(out, 500, req.version, date);
+                let status = if timed_out {
+                    tracing::error!(
+                        "request {} {} timed out (--timeout): interrupted, answered 504",
+                        req.method,
+                        String::from_utf8_lossy(req.target)
+                    );
+                    504
+                } else {
+                    500
+                };
+                http::write_error_response(out, status, req.version, date);
                 Respond::Done { keep_alive: false }
             }
         }
@@ -200,10 +227,14 @@ impl Wsgi {
     /// Pulls the next part of a streaming body into `out` (its output has drained). A
     /// `Streaming` answer always comes with bytes queued in `out`.
     pub fn resume(&mut self, py: Python<'_>, handle: Handle, out: &mut Vec<u8>) -> Respond {
-        let state = self.state();
+        let Wsgi { state, timer } = self;
+        let state = state.as_mut().expect("Wsgi used after release");
         let Some(stream) = state.streams.get_mut(handle) else {
             return Respond::Abort;
         };
+        if let Some(timer) = timer {
+            timer.begin();
+        }
         let iter = stream.iter.bind(py).clone();
         // This response is the current one again (exc_info re-raises, write() lands here).
         state.start_response.restore(py, &stream.saved);
@@ -222,6 +253,7 @@ impl Wsgi {
                 break pulled;
             }
         };
+        let timed_out = timer.as_mut().is_some_and(|t| t.end(py));
         match pulled {
             Ok(false) => Respond::Streaming(handle),
             Ok(true) => {
@@ -238,6 +270,11 @@ impl Wsgi {
             }
             Err(failure) => {
                 state.log_failure(py, &failure, "", b"(streaming body)");
+                if timed_out {
+                    tracing::error!(
+                        "a streaming response timed out (--timeout): interrupted, connection closed"
+                    );
+                }
                 if let Some(stream) = state.streams.remove(handle) {
                     state.close(py, stream.result.bind(py));
                 }

@@ -179,3 +179,16 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
+
+
+# One class per interpreter: --threads pool threads run this module again (in place).
+if "RequestTimeout" not in globals():
+
+    class RequestTimeout(BaseException):
+        """Raised by ringwsgi in an app call that ran longer than --timeout. A BaseException
+        (like KeyboardInterrupt), so that an app's `except Exception:` does not swallow it."""
+
+        def __init__(self, *args):
+            super().__init__(*(args or ("the app call ran longer than --timeout",)))
+
+    RequestTimeout.__module__ = "ringwsgi"

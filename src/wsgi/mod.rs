@@ -19,6 +19,7 @@ mod response;
 mod start_response;
 mod strings;
 mod table;
+mod watchdog;
 
 pub use app::{AppSettings, CallTimes, LoadError, Respond, Wsgi};
 pub use environ::{EnvironBuilder, EnvironSettings, Input};
@@ -28,3 +29,4 @@ pub use interpreter::{
 };
 pub use response::FileBody;
 pub use table::Handle;
+pub use watchdog::{CallTimer, CallWatcher, Raiser, Watchdog};

@@ -1,9 +1,11 @@
 """App for the mode and supervision tests: says which process and interpreter served, and the
-code version read from a file at import time (RINGWSGI_TEST_VERSION_FILE), so a reload shows."""
+code version read from a file at import time (RINGWSGI_TEST_VERSION_FILE), so a reload shows;
+/sleep?SECONDS answers after a while, /pair when two requests meet (--threads)."""
 import json
 import os
 import sys
 import threading
+import time
 
 VERSION_FILE = os.environ.get("RINGWSGI_TEST_VERSION_FILE")
 if VERSION_FILE:
@@ -27,6 +29,8 @@ def app(environ, start_response):
             _pair.wait(timeout=20)
         except threading.BrokenBarrierError:
             status = "500 Internal Server Error"
+    elif path == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING") or 0))
     elif path == "/import-orjson":
         import orjson  # noqa: F401 - refuses subinterpreters: a 500 there
 
