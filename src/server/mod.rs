@@ -6,11 +6,14 @@
 //! environment variable that it is a worker), one per worker slot: a slot is the CPUs and
 //! listeners one worker process gets. In subinterpreter mode there is one slot with every CPU
 //! and the worker process runs one OS thread per core ([`thread`]), pinned, each with its own
-//! io_uring loop, listener and own-GIL subinterpreter; in process mode there is one slot per CPU,
+//! io_uring loop, listeners and own-GIL subinterpreter; in process mode there is one slot per CPU,
 //! and each worker process runs its thread in its main interpreter. The master restarts worker
 //! processes that die, and replaces them on SIGHUP or when they ask ([`status`]). The listeners
 //! stay open in the master for the master's whole life: closing a socket of a reuseport group
-//! resets the connections queued on it, and replacements serve the same sockets.
+//! resets the connections queued on it, and replacements serve the same sockets. Each TCP bind
+//! is one SO_REUSEPORT socket per worker thread; a unix socket, `fd://N` or systemd's socket
+//! ([`systemd`]) is one socket every worker thread accepts on. With `--user` the master drops
+//! root once bound; `--reload` ([`reload`]) sends the master SIGHUP when the app's code changes.
 //!
 //! Signals reach only the main thread of each process: there, a signal-hook iterator turns them
 //! into messages; worker threads are told to stop through their transport's waker.
