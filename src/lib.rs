@@ -4,7 +4,8 @@
 //!
 //! A master process binds the listeners and supervises one worker process, which runs one
 //! thread per core. Each worker thread is pinned to its CPU and owns everything on its request
-//! path: an io_uring ring, an SO_REUSEPORT listener, and an own-GIL CPython subinterpreter
+//! path: an io_uring ring, its listeners (an SO_REUSEPORT socket of its own per TCP bind, the
+//! shared socket of a unix or inherited bind), and an own-GIL CPython subinterpreter
 //! (PEP 684). Workers share nothing while serving, so they scale with cores.
 //!
 //! A request flows one way through the modules:
