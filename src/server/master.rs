@@ -83,6 +83,9 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
         stats: args.stats,
+        forwarded_allow_ips: args.forwarded_allow_ips.clone(),
+        proxy_protocol: args.proxy_protocol,
+        proxy_allow_from: args.proxy_allow_from.clone(),
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals =

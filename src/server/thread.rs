@@ -11,7 +11,7 @@ use super::worker_process::Report;
 use crate::config::WorkerConfig;
 use crate::http::HeadLimits;
 use crate::io::{Transport, Uring};
-use crate::worker::{Control, Limits, Pool, SpoolSettings, Timeouts, Worker};
+use crate::worker::{Control, Limits, Pool, Proxies, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
 /// io_uring submission queue size per worker thread.
@@ -55,6 +55,11 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
             write: secs(config.write_timeout),
         },
         max_connections: config.worker_connections,
+        proxies: Proxies {
+            forwarded_allow: config.forwarded_allow_ips.clone(),
+            protocol: config.proxy_protocol.versions(),
+            protocol_allow: config.proxy_allow_from.clone(),
+        },
     }
 }
 

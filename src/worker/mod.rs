@@ -27,6 +27,7 @@ use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
 pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
+pub use conn::Proxies;
 pub use pool::Pool;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
 use stats::Stats;
@@ -45,6 +46,8 @@ pub struct Limits {
     pub timeouts: Timeouts,
     /// Open connections per worker; beyond it new ones wait in the listener's backlog.
     pub max_connections: usize,
+    /// Who may name the client (PROXY protocol, X-Forwarded-*).
+    pub proxies: Proxies,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             head: HeadLimits::default(),
             timeouts: Timeouts::default(),
             max_connections: 10_000,
+            proxies: Proxies::default(),
         }
     }
 }
@@ -225,7 +229,9 @@ impl<T: Transport> Worker<T> {
                 if let Some(c) = self.conn_mut(conn) {
                     c.read_eof |= n == 0;
                     c.clock.activity = now;
-                    self.process(py, conn);
+                    if self.proxy_header_read(conn) {
+                        self.process(py, conn);
+                    }
                 }
             }
             Event::Sent { conn } => self.sent(py, conn),
@@ -260,11 +266,15 @@ impl<T: Transport> Worker<T> {
             self.io.abort(id);
             return;
         }
+        let Some(conn) = Conn::admit(id, peer, self.now, &self.limits.proxies) else {
+            self.io.abort(id);
+            return;
+        };
         let index = id.index();
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
-        self.conns[index] = Some(Conn::new(id, peer, self.now));
+        self.conns[index] = Some(conn);
         self.open += 1;
         if self.open >= self.limits.max_connections && !self.accept_paused {
             self.accept_paused = true;
@@ -370,6 +380,14 @@ impl<T: Transport> Worker<T> {
                     break Next::Close;
                 }
             };
+            let client = match conn.client(req.headers, &limits.proxies) {
+                Ok(client) => client,
+                Err(err) => {
+                    tracing::info!(peer = %conn.peer, "bad request: {err}");
+                    http::write_error_response(output, 400, req.version, date);
+                    break Next::Close;
+                }
+            };
             let body_len = match req.body {
                 BodyFraming::None => 0,
                 BodyFraming::Length(n) if limits.max_body != 0 && n > limits.max_body => {
@@ -449,14 +467,14 @@ impl<T: Transport> Worker<T> {
                     conn: id,
                     head: buf[..req.head_len].to_vec(),
                     body,
-                    peer: conn.peer.addr(),
+                    client,
                 });
                 pos += total;
                 conn.request_done();
                 conn.in_pool = true;
                 break Next::Wait;
             }
-            let respond = wsgi.call(inline(py), &req, body, conn.peer.addr(), output, date);
+            let respond = wsgi.call(inline(py), &req, body, client, output, date);
             pos += total;
             answered += 1;
             *answered_in_round += 1;

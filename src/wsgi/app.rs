@@ -3,7 +3,6 @@
 //! interpreter and is released there, attached ([`Wsgi::release`]).
 
 use std::ffi::CString;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -13,7 +12,7 @@ use super::environ::{EnvironBuilder, EnvironSettings, Input};
 use super::response::{self, Failure, FileBody, Names, RequestInfo, Stream};
 use super::start_response::StartResponse;
 use super::table::{Handle, Table};
-use crate::http::{self, DateCache, Request};
+use crate::http::{self, Client, DateCache, Request};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
@@ -154,7 +153,7 @@ impl Wsgi {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: Option<SocketAddr>,
+        client: Client,
         out: &mut Vec<u8>,
         date: &DateCache,
     ) -> Respond {
@@ -165,7 +164,7 @@ impl Wsgi {
             keep_alive: req.keep_alive,
         };
         let state = self.state();
-        match state.call(py, req, body, peer, out, date, &info) {
+        match state.call(py, req, body, client, out, date, &info) {
             Ok(respond) => respond,
             Err(failure) => {
                 state.log_failure(py, &failure, req.method, req.target);
@@ -263,13 +262,13 @@ impl State {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: Option<SocketAddr>,
+        client: Client,
         out: &mut Vec<u8>,
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<Respond, Failure> {
         let started = self.times.map(|_| Instant::now());
-        let environ = self.environ.build(py, req, body, peer)?;
+        let environ = self.environ.build(py, req, body, client)?;
         let built = started.map(|_| Instant::now());
         self.start_response.reset(py);
         let result = self
