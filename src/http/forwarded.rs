@@ -214,7 +214,13 @@ mod tests {
     #[test]
     fn allow_lists() {
         let list = AllowList::parse(" 10.0.0.0/8, 192.0.2.7 ,::1,2001:db8::/32").unwrap();
-        for ip in ["10.1.2.3", "192.0.2.7", "::1", "2001:db8::5", "::ffff:10.9.9.9"] {
+        for ip in [
+            "10.1.2.3",
+            "192.0.2.7",
+            "::1",
+            "2001:db8::5",
+            "::ffff:10.9.9.9",
+        ] {
             assert!(list.contains(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["11.0.0.1", "192.0.2.8", "::2", "127.0.0.1"] {
@@ -316,7 +322,10 @@ mod tests {
         assert!(https(&[("X-Forwarded-Proto", "https")]));
         assert!(https(&[("x-forwarded-proto", " HTTPS ")]));
         assert!(!https(&[("X-Forwarded-Proto", "http")]));
-        assert!(!https(&[("X-Forwarded-Proto", "wss")]), "other values are ignored");
+        assert!(
+            !https(&[("X-Forwarded-Proto", "wss")]),
+            "other values are ignored"
+        );
         assert!(https(&[("X-Forwarded-Protocol", "ssl")]));
         assert!(!https(&[("X-Forwarded-Protocol", "tls")]));
         assert!(https(&[("X-Forwarded-Ssl", "on")]));
@@ -331,8 +340,14 @@ mod tests {
         ]));
         for pairs in [
             &[("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "off")][..],
-            &[("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http")],
-            &[("X-Forwarded-Protocol", "ssl"), ("X-Forwarded-Proto", "http")],
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Proto", "http"),
+            ],
+            &[
+                ("X-Forwarded-Protocol", "ssl"),
+                ("X-Forwarded-Proto", "http"),
+            ],
         ] {
             assert_eq!(
                 scheme(pairs),

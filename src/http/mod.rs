@@ -20,9 +20,9 @@ pub mod forwarded;
 pub mod fuzz_checks;
 pub mod limits;
 pub mod percent;
-pub mod proxy_protocol;
 #[cfg(test)]
 mod pipeline_tests;
+pub mod proxy_protocol;
 pub mod request;
 pub mod response;
 

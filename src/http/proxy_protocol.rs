@@ -93,9 +93,7 @@ fn parse_v1(input: &[u8]) -> Result<Parsed, ProxyError> {
     let line = window[..end]
         .strip_suffix(b"\r")
         .ok_or(ProxyError::V1Malformed)?;
-    let rest = line
-        .strip_prefix(V1_PREFIX)
-        .ok_or(ProxyError::NotProxy)?;
+    let rest = line.strip_prefix(V1_PREFIX).ok_or(ProxyError::NotProxy)?;
     let len = end + 1;
     // "UNKNOWN" may be followed by anything up to the CRLF, which is ignored.
     if rest == b"UNKNOWN" || rest.starts_with(b"UNKNOWN ") {
@@ -324,7 +322,10 @@ mod tests {
         assert_eq!(parse(b"PRO", Versions::Any), Ok(Parsed::Incomplete));
         assert_eq!(parse(b"PROXI", Versions::Any), Err(ProxyError::NotProxy));
         assert_eq!(parse(b"PROXY", Versions::Any), Ok(Parsed::Incomplete));
-        assert_eq!(parse(b"PROXYTCP4", Versions::Any), Err(ProxyError::NotProxy));
+        assert_eq!(
+            parse(b"PROXYTCP4", Versions::Any),
+            Err(ProxyError::NotProxy)
+        );
         assert_eq!(
             parse(b"GET / HTTP/1.1\r\n\r\n", Versions::Any),
             Err(ProxyError::NotProxy)

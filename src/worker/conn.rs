@@ -166,7 +166,11 @@ impl<T: Transport> Worker<T> {
         let Some(conn) = self.conns.get_mut(id.index()).and_then(|c| c.as_mut()) else {
             return false;
         };
-        let Some(versions) = self.limits.proxies.protocol.filter(|_| conn.awaiting_proxy_header)
+        let Some(versions) = self
+            .limits
+            .proxies
+            .protocol
+            .filter(|_| conn.awaiting_proxy_header)
         else {
             return true;
         };
