@@ -119,8 +119,14 @@ pub fn resolve(
 ) -> Result<Client, ForwardedError> {
     let mut client = Client::direct(peer);
     let mut scheme: Option<bool> = None;
+    // One pass finds the scheme headers and whether there is an address list to walk at all.
+    let mut forwarded_for = false;
     for header in headers {
         let verdict = match header.name.len() {
+            15 if header.name.eq_ignore_ascii_case("x-forwarded-for") => {
+                forwarded_for = true;
+                None
+            }
             15 if header.name.eq_ignore_ascii_case("x-forwarded-ssl") => {
                 Some(header.value.trim_ascii().eq_ignore_ascii_case(b"on"))
             }
@@ -147,14 +153,17 @@ pub fn resolve(
         }
     }
     client.https = scheme.unwrap_or(false);
-    let forwarded_for = headers
+    if !forwarded_for {
+        return Ok(client);
+    }
+    let entries = headers
         .iter()
         .rev()
         .filter(|h| h.name.len() == 15 && h.name.eq_ignore_ascii_case("x-forwarded-for"))
         .flat_map(|h| h.value.rsplit(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|entry| !entry.is_empty());
-    for entry in forwarded_for {
+    for entry in entries {
         let Some(ip) = forwarded_address(entry) else {
             break;
         };
