@@ -158,19 +158,20 @@ impl Conn {
 }
 
 impl<T: Transport> Worker<T> {
-    /// Reads the PROXY header a connection starts with under `--proxy-protocol`. True once the
-    /// connection is past it (at once without `--proxy-protocol`): the rest of the input is
-    /// HTTP. False while more of the header is awaited (a receive is armed) or when the
-    /// connection was closed because it does not start with a valid header.
+    /// Reads the PROXY header a connection awaiting one (`Conn::awaiting_proxy_header`) starts
+    /// with. True once the connection is past it: the rest of the input is HTTP. False while
+    /// more of the header is awaited (a receive is armed) or when the connection was closed
+    /// because it does not start with a valid header.
     pub(super) fn proxy_header_read(&mut self, id: ConnId) -> bool {
-        let Some(conn) = self.conns.get_mut(id.index()).and_then(|c| c.as_mut()) else {
+        let Some(conn) = self
+            .conns
+            .get_mut(id.index())
+            .and_then(|c| c.as_mut())
+            .filter(|c| c.id == id && !c.closing)
+        else {
             return false;
         };
-        let Some(versions) = self
-            .limits
-            .proxies
-            .protocol
-            .filter(|_| conn.awaiting_proxy_header)
+        let (true, Some(versions)) = (conn.awaiting_proxy_header, self.limits.proxies.protocol)
         else {
             return true;
         };

@@ -229,7 +229,7 @@ impl<T: Transport> Worker<T> {
                 if let Some(c) = self.conn_mut(conn) {
                     c.read_eof |= n == 0;
                     c.clock.activity = now;
-                    if self.proxy_header_read(conn) {
+                    if !c.awaiting_proxy_header || self.proxy_header_read(conn) {
                         self.process(py, conn);
                     }
                 }
