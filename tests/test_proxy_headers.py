@@ -86,6 +86,13 @@ def test_trusted_peer_scheme_headers(trusting, header, value, scheme):
     assert env["REMOTE_ADDR"] == "127.0.0.1"
 
 
+def test_https_default_port(trusting):
+    # Host without a port: SERVER_PORT is the scheme's default, as gunicorn gives it.
+    env = environ_of(trusting.port, [("X-Forwarded-Proto", "https")])
+    assert (env["HTTP_HOST"], env["SERVER_PORT"]) == ("127.0.0.1", "443")
+    assert environ_of(trusting.port, [])["SERVER_PORT"] == "80"
+
+
 def test_contradictory_scheme_headers_get_400_and_the_worker_goes_on(trusting):
     with RawConn(trusting.port) as c:
         c.send(build_request("GET", "/environ", [("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "off")]))

@@ -165,6 +165,14 @@ def test_proxy_source_decides_forwarded_trust(proxied):
         assert env["wsgi.url_scheme"] == "https"
 
 
+def test_thread_pool_gets_the_proxied_client(server_factory):
+    srv = server_factory("wsgi_basic:app", "--workers", "1", "--threads", "2", "--proxy-protocol=v1", wait_http=False)
+    with RawConn(srv.port) as c:
+        c.send(v1(src="198.51.100.9", sport=1111))
+        env = get_environ(c)
+        assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("198.51.100.9", "1111")
+
+
 def test_peer_not_in_proxy_allow_from_is_refused(server_factory):
     srv = server_factory(
         "wsgi_basic:app", "--workers", "1", "--proxy-protocol", "--proxy-allow-from", "10.9.9.9", wait_http=False

@@ -81,6 +81,7 @@ pub struct EnvironBuilder {
     v_http10: Py<PyString>,
     v_http11: Py<PyString>,
     v_port80: Py<PyString>,
+    v_port443: Py<PyString>,
     v_https: Py<PyString>,
     methods: Vec<(&'static str, Py<PyString>)>,
     headers: Vec<(&'static str, Py<PyString>)>,
@@ -164,6 +165,7 @@ impl EnvironBuilder {
             v_http10: interned(py, "HTTP/1.0"),
             v_http11: interned(py, "HTTP/1.1"),
             v_port80: interned(py, "80"),
+            v_port443: interned(py, "443"),
             v_https: interned(py, "https"),
             methods,
             headers,
@@ -207,6 +209,8 @@ impl EnvironBuilder {
                 env.set_item(&self.k_server_name, latin1(py, name))?;
                 match port {
                     Some(port) => env.set_item(&self.k_server_port, latin1(py, port))?,
+                    // The scheme's default port, as gunicorn.
+                    None if client.https => env.set_item(&self.k_server_port, &self.v_port443)?,
                     None => env.set_item(&self.k_server_port, &self.v_port80)?,
                 }
             }
