@@ -173,30 +173,32 @@ fn parse_v2(input: &[u8]) -> Result<Parsed, ProxyError> {
     let Some(body) = input.get(V2_FIXED..len) else {
         return Ok(Parsed::Incomplete);
     };
-    let local = ver_cmd & 0x0f == 0;
+    // LOCAL: the proxy speaks for itself (health checks); the family is ignored.
+    if ver_cmd & 0x0f == 0 {
+        return Ok(Parsed::Header { len, source: None });
+    }
     let source = match (fam >> 4, fam & 0x0f) {
-        // LOCAL: the proxy speaks for itself (health checks); the family is ignored.
-        _ if local => None,
+        // AF_INET over a stream.
+        (1, 1) => {
+            let a: &[u8; 12] = first_bytes(body)?;
+            let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+            Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]])))
+        }
+        // AF_INET6 over a stream.
+        (2, 1) => {
+            let a: &[u8; 36] = first_bytes(body)?;
+            let mut ip = [0; 16];
+            ip.copy_from_slice(&a[..16]);
+            let port = u16::from_be_bytes([a[32], a[33]]);
+            Some(SocketAddr::new(Ipv6Addr::from(ip).into(), port))
+        }
+        // AF_UNIX over a stream: 108-byte paths, no address to show.
+        (3, 1) => {
+            let _: &[u8; 216] = first_bytes(body)?;
+            None
+        }
+        // AF_UNSPEC: an unknown protocol; the socket's peer stands.
         (0, _) => None,
-        (_, 1) => match fam >> 4 {
-            1 => {
-                let a: &[u8; 12] = first_bytes(body)?;
-                let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
-                Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]])))
-            }
-            2 => {
-                let a: &[u8; 36] = first_bytes(body)?;
-                let mut ip = [0; 16];
-                ip.copy_from_slice(&a[..16]);
-                let port = u16::from_be_bytes([a[32], a[33]]);
-                Some(SocketAddr::new(Ipv6Addr::from(ip).into(), port))
-            }
-            // AF_UNIX: 108-byte paths, no address to show.
-            _ => {
-                let _: &[u8; 216] = first_bytes(body)?;
-                None
-            }
-        },
         // A PROXY command over an unspecified or datagram transport: not an HTTP connection.
         _ => return Err(ProxyError::V2Transport),
     };
