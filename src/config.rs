@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
+use crate::http::forwarded::{self, AllowList};
+use crate::http::proxy_protocol::Versions;
 use crate::logging::{LogConfig, LogFormat};
 
 mod print;
@@ -164,6 +166,26 @@ pub struct Args {
     /// per request) and print them at exit and on SIGUSR2. Costs a few clock reads per request.
     #[arg(long)]
     pub stats: bool,
+
+    /// Front-end addresses trusted to name the client: from them, X-Forwarded-For sets
+    /// REMOTE_ADDR (its rightmost address not in this list) and X-Forwarded-Proto: https,
+    /// X-Forwarded-Protocol: ssl or X-Forwarded-Ssl: on set wsgi.url_scheme to https.
+    /// Comma-separated IP addresses or CIDR networks, or '*' for every peer. Unix-domain peers
+    /// are always trusted.
+    #[arg(long, value_name = "ADDRESSES", default_value = forwarded::LOCALHOST, value_parser = parse_allow_list)]
+    pub forwarded_allow_ips: AllowList,
+
+    /// Every connection must start with a PROXY protocol header (HAProxy's; v1 text, v2
+    /// binary, or either with 'auto', the mode of a bare --proxy-protocol), whose source
+    /// address becomes the client's. Connections without one, or from peers not in
+    /// --proxy-allow-from, are closed.
+    #[arg(long, value_name = "MODE", value_enum, default_value = "off", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub proxy_protocol: ProxyProtocol,
+
+    /// Peers allowed to connect with --proxy-protocol: comma-separated IP addresses or CIDR
+    /// networks, or '*'. Unix-domain peers are always allowed.
+    #[arg(long, value_name = "ADDRESSES", default_value = forwarded::LOCALHOST, value_parser = parse_allow_list)]
+    pub proxy_allow_from: AllowList,
 
     /// Log level: error, warn, info, debug or trace (gunicorn's critical and warning too).
     #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
@@ -403,6 +425,35 @@ pub struct WorkerConfig {
     pub total_workers: usize,
     /// The number of this process's first worker among all (process mode: its slot).
     pub first_worker: usize,
+    pub forwarded_allow_ips: AllowList,
+    pub proxy_protocol: ProxyProtocol,
+    pub proxy_allow_from: AllowList,
+}
+
+/// `--proxy-protocol` modes (gunicorn's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+    Auto,
+}
+
+impl ProxyProtocol {
+    /// The header versions accepted (`None`: no header expected).
+    pub fn versions(self) -> Option<Versions> {
+        match self {
+            ProxyProtocol::Off => None,
+            ProxyProtocol::V1 => Some(Versions::V1),
+            ProxyProtocol::V2 => Some(Versions::V2),
+            ProxyProtocol::Auto => Some(Versions::Any),
+        }
+    }
+}
+
+/// `--forwarded-allow-ips`, `--proxy-allow-from`.
+fn parse_allow_list(s: &str) -> Result<AllowList, String> {
+    AllowList::parse(s).map_err(|e| e.to_string())
 }
 
 impl WorkerConfig {

@@ -129,6 +129,9 @@ fn master(
         max_requests_jitter: args.max_requests_jitter,
         stats: args.stats,
         interpreters: mode.interpreters,
+        forwarded_allow_ips: args.forwarded_allow_ips.clone(),
+        proxy_protocol: args.proxy_protocol,
+        proxy_allow_from: args.proxy_allow_from.clone(),
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])

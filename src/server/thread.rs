@@ -12,7 +12,7 @@ use super::worker_process::Report;
 use crate::config::WorkerConfig;
 use crate::http::HeadLimits;
 use crate::io::{Transport, Uring};
-use crate::worker::{Control, Limits, Pool, SpoolSettings, Timeouts, Worker};
+use crate::worker::{Control, Limits, Pool, Proxies, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{AppSettings, EnvironSettings, Interpreter, Wsgi};
 
 /// io_uring submission queue size per worker thread.
@@ -58,6 +58,11 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
         },
         max_connections: config.worker_connections,
         max_requests: max_requests(config.max_requests, config.max_requests_jitter),
+        proxies: Proxies {
+            forwarded_allow: config.forwarded_allow_ips.clone(),
+            protocol: config.proxy_protocol.versions(),
+            protocol_allow: config.proxy_allow_from.clone(),
+        },
     }
 }
 

@@ -27,6 +27,7 @@ use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
 pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
+pub use conn::Proxies;
 pub use pool::Pool;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
 use stats::Stats;
@@ -47,6 +48,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Requests after which this worker asks for its process to be replaced (0: never).
     pub max_requests: u64,
+    /// Who may name the client (PROXY protocol, X-Forwarded-*).
+    pub proxies: Proxies,
 }
 
 impl Default for Limits {
@@ -61,6 +64,7 @@ impl Default for Limits {
             timeouts: Timeouts::default(),
             max_connections: 10_000,
             max_requests: 0,
+            proxies: Proxies::default(),
         }
     }
 }
@@ -321,7 +325,9 @@ impl<T: Transport> Worker<T> {
                 if let Some(c) = self.conn_mut(conn) {
                     c.read_eof |= n == 0;
                     c.clock.activity = now;
-                    self.process(py, conn);
+                    if !c.awaiting_proxy_header || self.proxy_header_read(conn) {
+                        self.process(py, conn);
+                    }
                 }
             }
             Event::Sent { conn } => self.sent(py, conn),
@@ -360,11 +366,15 @@ impl<T: Transport> Worker<T> {
             self.io.abort(id);
             return;
         }
+        let Some(conn) = Conn::admit(id, peer, self.now, &self.limits.proxies) else {
+            self.io.abort(id);
+            return;
+        };
         let index = id.index();
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
-        self.conns[index] = Some(Conn::new(id, peer, self.now));
+        self.conns[index] = Some(conn);
         self.open += 1;
         if self.open >= self.limits.max_connections && !self.accept_paused {
             self.accept_paused = true;
@@ -472,6 +482,14 @@ impl<T: Transport> Worker<T> {
                     break Next::Close;
                 }
             };
+            let client = match conn.client(req.headers, &limits.proxies) {
+                Ok(client) => client,
+                Err(err) => {
+                    tracing::info!(peer = %conn.peer, "bad request: {err}");
+                    http::write_error_response(output, 400, req.version, date);
+                    break Next::Close;
+                }
+            };
             let body_len = match req.body {
                 BodyFraming::None => 0,
                 BodyFraming::Length(n) if limits.max_body != 0 && n > limits.max_body => {
@@ -556,7 +574,7 @@ impl<T: Transport> Worker<T> {
                     conn: id,
                     head: buf[..req.head_len].to_vec(),
                     body,
-                    peer: conn.peer.addr(),
+                    client,
                     keep_alive: req.keep_alive,
                 });
                 pos += total;
@@ -565,7 +583,7 @@ impl<T: Transport> Worker<T> {
                 conn.in_pool = true;
                 break Next::Wait;
             }
-            let respond = wsgi.call(inline(py), &req, body, conn.peer.addr(), output, date);
+            let respond = wsgi.call(inline(py), &req, body, client, output, date);
             pos += total;
             answered += 1;
             *answered_in_round += 1;

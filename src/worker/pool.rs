@@ -1,20 +1,19 @@
 //! `--threads N`: N Python threads of the worker's interpreter for apps that block on I/O.
 //!
 //! Only plain data crosses threads: the I/O thread sends a [`Job`] (the request head's bytes,
-//! the body, the peer) through a crossbeam channel; a pool thread parses the head again, calls
+//! the body, the client) through a crossbeam channel; a pool thread parses the head again, calls
 //! the app with its own [`Wsgi`] state (the app module itself is shared through `sys.modules`)
 //! and sends back [`Reply`]s holding response bytes, waking the I/O loop. A streaming body is
 //! sent one block at a time: the pool thread waits for the I/O thread's acknowledgement that the
 //! previous block was sent (or that the client is gone) before it pulls the next.
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::http::{self, DateCache, HeadLimits, Version};
+use crate::http::{self, Client, DateCache, HeadLimits, Version};
 use crate::io::{ConnId, Waker};
 use crate::wsgi::{
     self, AppSettings, CallWatcher, FileBody, Input, InterpreterRef, Respond, ThreadState, Wsgi,
@@ -25,7 +24,8 @@ pub struct Job {
     pub conn: ConnId,
     pub head: Vec<u8>,
     pub body: OwnedBody,
-    pub peer: Option<SocketAddr>,
+    /// Who the request is from (REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme).
+    pub client: Client,
     /// False when the I/O thread decided the connection closes after this response (draining).
     pub keep_alive: bool,
 }
@@ -177,7 +177,7 @@ fn serve_jobs(
                 OwnedBody::Bytes(ref bytes) => Input::Bytes(bytes),
                 OwnedBody::File(file) => Input::File(file),
             };
-            let mut respond = wsgi.call(py, &req, input, job.peer, &mut out, &date);
+            let mut respond = wsgi.call(py, &req, input, job.client, &mut out, &date);
             loop {
                 match respond {
                     Respond::Streaming(handle) => {

@@ -3,7 +3,6 @@
 //! interpreter and is released there, attached ([`Wsgi::release`]).
 
 use std::ffi::CString;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -14,7 +13,7 @@ use super::response::{self, Failure, FileBody, Names, RequestInfo, Stream};
 use super::start_response::StartResponse;
 use super::table::{Handle, Table};
 use super::watchdog::CallTimer;
-use crate::http::{self, DateCache, Request};
+use crate::http::{self, Client, DateCache, Request};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
@@ -186,7 +185,7 @@ impl Wsgi {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: Option<SocketAddr>,
+        client: Client,
         out: &mut Vec<u8>,
         date: &DateCache,
     ) -> Respond {
@@ -201,7 +200,7 @@ impl Wsgi {
         if let Some(timer) = timer {
             timer.begin();
         }
-        let called = state.call(py, req, body, peer, out, date, &info);
+        let called = state.call(py, req, body, client, out, date, &info);
         let timed_out = timer.as_mut().is_some_and(|t| t.end(py));
         match called {
             Ok(respond) => respond,
@@ -321,13 +320,13 @@ impl State {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: Option<SocketAddr>,
+        client: Client,
         out: &mut Vec<u8>,
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<Respond, Failure> {
         let started = self.times.map(|_| Instant::now());
-        let environ = self.environ.build(py, req, body, peer)?;
+        let environ = self.environ.build(py, req, body, client)?;
         let built = started.map(|_| Instant::now());
         self.start_response.reset(py);
         let result = self
