@@ -36,9 +36,35 @@ pub struct Args {
     #[arg(value_name = "MODULE:APP")]
     pub app: String,
 
-    /// Address to listen on, HOST:PORT. Port 0 picks a free port (logged at start-up).
+    /// Where to listen; repeat for several: HOST:PORT (an IP address or localhost; port 0 picks
+    /// a free port), [IPv6]:PORT, unix:PATH (a unix-domain socket), fd://N (an inherited
+    /// listening socket). Ignored under systemd socket activation (LISTEN_FDS), as in gunicorn.
     #[arg(short, long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
-    pub bind: String,
+    pub bind: Vec<String>,
+
+    /// File mode mask for unix sockets created by --bind unix:PATH (octal with a leading 0 or
+    /// 0o, hex with 0x, else decimal).
+    #[arg(long, value_name = "INT", default_value = "0", value_parser = clap::builder::ValueParser::new(parse_umask))]
+    pub umask: u32,
+
+    /// Run the workers (and the master, once the sockets are bound) as this user: a name or a
+    /// numeric id. Unix socket files are given to it.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run as this group (a name or a numeric id). Default with --user: the user's group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// With --user: the supplementary groups become the user's groups (/etc/group), not just
+    /// the one group.
+    #[arg(long)]
+    pub initgroups: bool,
+
+    /// Development only: restart the workers when a .py file under the app's directory (or a
+    /// --pythonpath directory) changes.
+    #[arg(long)]
+    pub reload: bool,
 
     /// Number of worker threads, each pinned to one CPU with its own io_uring loop, listener and
     /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity), at most
@@ -314,7 +340,10 @@ impl Args {
 pub enum ConfigError {
     #[error("invalid app '{0}': expected MODULE:APP or MODULE:FACTORY()")]
     AppSpec(String),
-    #[error("invalid --bind '{0}': expected HOST:PORT (e.g. 127.0.0.1:8000)")]
+    #[error(
+        "invalid --bind '{0}': expected HOST:PORT with an IP address or localhost \
+         (e.g. 127.0.0.1:8000), [IPv6]:PORT, unix:PATH or fd://N"
+    )]
     Bind(String),
     #[error("--workers must be at least 1")]
     Workers,
@@ -339,7 +368,8 @@ pub struct WorkerConfig {
     pub sys_path: Vec<String>,
     /// One entry per worker thread: the CPU it is pinned to.
     pub cpus: Vec<usize>,
-    /// The address the listeners are bound to (SERVER_NAME/SERVER_PORT without a Host header).
+    /// SERVER_NAME/SERVER_PORT without a Host header: the first TCP bind (127.0.0.1:80 with
+    /// unix sockets only).
     pub bound: SocketAddr,
     /// SCRIPT_NAME for every request (from the SCRIPT_NAME environment variable, as gunicorn).
     pub script_name: String,
@@ -425,19 +455,61 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
-/// Parses `HOST:PORT` (`[v6]:PORT` for IPv6); `localhost` means 127.0.0.1.
-pub fn parse_bind(bind: &str) -> Result<SocketAddr, ConfigError> {
+/// One `--bind`: where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindSpec {
+    /// `HOST:PORT`: one SO_REUSEPORT socket per worker thread.
+    Tcp(SocketAddr),
+    /// `unix:PATH`: one socket, shared by the worker threads.
+    Unix(PathBuf),
+    /// `fd://N`: an inherited listening socket, shared by the worker threads.
+    Fd(i32),
+}
+
+/// Parses one `--bind`: `unix:PATH`, `fd://N`, or `HOST:PORT` (`[v6]:PORT` for IPv6;
+/// `localhost` means 127.0.0.1).
+pub fn parse_bind(bind: &str) -> Result<BindSpec, ConfigError> {
     let err = || ConfigError::Bind(bind.to_owned());
-    if let Ok(addr) = bind.parse::<SocketAddr>() {
-        return Ok(addr);
+    if let Some(path) = bind.strip_prefix("unix:") {
+        return match path {
+            "" => Err(err()),
+            path => Ok(BindSpec::Unix(PathBuf::from(path))),
+        };
     }
-    let (host, port) = bind.rsplit_once(':').ok_or_else(err)?;
-    let port: u16 = port.parse().map_err(|_| err())?;
+    if let Some(fd) = bind.strip_prefix("fd://") {
+        return fd.parse().map(BindSpec::Fd).map_err(|_| err());
+    }
+    parse_host_port(bind).map(BindSpec::Tcp).ok_or_else(err)
+}
+
+fn parse_host_port(bind: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = bind.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let (host, port) = bind.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
     let host = match host {
         "localhost" | "" => "127.0.0.1",
         h => h,
     };
-    format!("{host}:{port}").parse().map_err(|_| err())
+    format!("{host}:{port}").parse().ok()
+}
+
+/// `--umask` as gunicorn reads it: `0o22`/`022` octal, `0x12` hex, else decimal.
+fn parse_umask(s: &str) -> Result<u32, String> {
+    let parsed = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16)
+    } else if let Some(oct) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
+        u32::from_str_radix(oct, 8)
+    } else if s.len() > 1 && s.starts_with('0') {
+        u32::from_str_radix(&s[1..], 8)
+    } else {
+        s.parse()
+    };
+    match parsed {
+        Ok(mask) if mask <= 0o777 => Ok(mask),
+        _ => Err("expected a mode mask from 0 to 0o777 (e.g. 0o007 or 007)".into()),
+    }
 }
 
 /// Picks the CPU of each worker. Default: one per CPU of the affinity mask, cut to the cgroup's
@@ -498,15 +570,40 @@ mod tests {
 
     #[test]
     fn binds() {
-        assert_eq!(parse_bind("127.0.0.1:8000").unwrap().port(), 8000);
+        let tcp = |s: &str| match parse_bind(s).unwrap() {
+            BindSpec::Tcp(addr) => addr.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tcp("127.0.0.1:8000"), "127.0.0.1:8000");
+        assert_eq!(tcp("localhost:9"), "127.0.0.1:9");
+        assert_eq!(tcp("[::1]:80"), "[::1]:80");
+        assert_eq!(tcp(":80"), "127.0.0.1:80");
         assert_eq!(
-            parse_bind("localhost:9").unwrap().to_string(),
-            "127.0.0.1:9"
+            parse_bind("unix:/run/app.sock").unwrap(),
+            BindSpec::Unix("/run/app.sock".into())
         );
-        assert_eq!(parse_bind("[::1]:80").unwrap().to_string(), "[::1]:80");
-        assert_eq!(parse_bind(":80").unwrap().to_string(), "127.0.0.1:80");
-        assert!(parse_bind("nonsense").is_err());
-        assert!(parse_bind("127.0.0.1:99999").is_err());
+        assert_eq!(parse_bind("fd://3").unwrap(), BindSpec::Fd(3));
+        for bad in [
+            "nonsense",
+            "127.0.0.1:99999",
+            "unix:",
+            "fd://",
+            "fd://x",
+            "no.such.host:80",
+        ] {
+            assert!(parse_bind(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn umasks() {
+        assert_eq!(parse_umask("0"), Ok(0));
+        assert_eq!(parse_umask("007"), Ok(0o7));
+        assert_eq!(parse_umask("0o077"), Ok(0o77));
+        assert_eq!(parse_umask("0x12"), Ok(0x12));
+        assert_eq!(parse_umask("18"), Ok(18));
+        assert!(parse_umask("0o1000").is_err());
+        assert!(parse_umask("abc").is_err());
     }
 
     #[test]

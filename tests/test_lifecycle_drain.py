@@ -13,11 +13,14 @@ def test_sigterm_under_load_answers_every_request_sent(server_factory):
     load = LoadGenerator(srv.port, threads=6).start()
     time.sleep(2.0)
     load.stop()
+    t0 = time.monotonic()
     srv.send_signal(signal.SIGTERM)
     load.join()
     code = srv.wait_exit(25)
+    took = time.monotonic() - t0
+    assert took < 20, f"exited {took:.1f} s after SIGTERM, past --graceful-timeout 20"
     print(f"SIGTERM under load: {load.sent} sent, {load.completed} completed, "
-          f"{len(load.failures)} failures, {load.connections} connections")
+          f"{len(load.failures)} failures, {load.connections} connections, exit after {took:.1f} s")
     assert load.failures == [], f"{len(load.failures)} failures: {load.failures[:10]}"
     assert load.completed == load.sent > 100
     assert code == 0, srv.describe(tail=30)
@@ -30,12 +33,15 @@ def test_sigterm_while_clients_keep_sending_on_their_connections(server_factory)
     load = LoadGenerator(srv.port, threads=6, keep_sending=True).start()
     time.sleep(2.0)
     load.stop()
+    t0 = time.monotonic()
     srv.send_signal(signal.SIGTERM)
     load.join()
     code = srv.wait_exit(25)
+    took = time.monotonic() - t0
+    assert took < 20, f"exited {took:.1f} s after SIGTERM, past --graceful-timeout 20"
     print(f"SIGTERM, clients sending on: {load.sent} sent, {load.completed} completed, "
           f"{len(load.failures)} failures, {load.retryable} unanswered after the stop (retryable), "
-          f"{load.closes_announced} Connection: close")
+          f"{load.closes_announced} Connection: close, exit after {took:.1f} s")
     assert load.failures == [], f"{len(load.failures)} failures: {load.failures[:10]}"
     assert load.completed + load.retryable == load.sent > 100
     assert load.closes_announced >= 1
@@ -168,11 +174,14 @@ def test_sigterm_under_load_in_process_mode(server_factory):
     load = LoadGenerator(srv.port, threads=6).start()
     time.sleep(2.0)
     load.stop()
+    t0 = time.monotonic()
     srv.send_signal(signal.SIGTERM)
     load.join()
     code = srv.wait_exit(25)
+    took = time.monotonic() - t0
+    assert took < 20, f"exited {took:.1f} s after SIGTERM, past --graceful-timeout 20"
     print(f"SIGTERM under load (process mode): {load.sent} sent, {load.completed} completed, "
-          f"{len(load.failures)} failures, {load.connections} connections")
+          f"{len(load.failures)} failures, {load.connections} connections, exit after {took:.1f} s")
     assert load.failures == [], f"{len(load.failures)} failures: {load.failures[:10]}"
     assert load.completed == load.sent > 100
     assert code == 0, srv.describe(tail=30)

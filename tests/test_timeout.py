@@ -71,6 +71,25 @@ def test_a_call_stuck_outside_python_asks_for_a_replacement(server_factory):
         assert r.status == 504
 
 
+def test_a_stuck_worker_process_is_replaced_and_service_goes_on(server_factory):
+    """A call that does not return (time.sleep(60) with --timeout 1): the worker process asks
+    for a replacement, the new one serves, the stuck one is stopped."""
+    srv = server_factory("lifecycle_app:app", "--workers", "1", "--threads", "2", "--timeout", "1",
+                         "--graceful-timeout", "1")
+    old = get(srv.port, "/pid").body
+    with RawConn(srv.port, timeout=60) as c:
+        c.send(build_request("GET", "/sleep?s=60"))
+        deadline = time.monotonic() + 30
+        new = old
+        while new == old and time.monotonic() < deadline:
+            time.sleep(0.2)
+            new = get(srv.port, "/pid", timeout=30).body
+        assert new != old, "the stuck worker process was not replaced"
+        raw, eof = c.read_until_eof(timeout=20)
+        assert eof, "the stuck request's connection outlived its process"
+    assert srv.wait_for_log("asking for this worker process to be replaced")
+
+
 def test_process_mode_interrupts_in_the_main_interpreter(server_factory):
     srv = server_factory("lifecycle_app:app", "--workers", "1", "--mode", "process", "--timeout", "1")
     r = get(srv.port, "/spin?s=30", timeout=30)

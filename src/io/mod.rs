@@ -15,7 +15,7 @@ mod listener;
 mod memory;
 mod uring;
 
-pub use listener::{adopt_fd, adopt_listener, bind_reuseport, set_inheritable};
+pub use listener::{adopt_fd, adopt_listener, bind_reuseport, bind_unix, set_inheritable};
 pub use memory::Memory;
 
 pub use uring::Uring;

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -15,6 +14,7 @@ use crossbeam_channel::Sender;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
+use super::binds::HandOver;
 use super::status::{Status, STATUS_FD_ENV};
 use super::{signal_name, StartError, WORKER_CONFIG_ENV, WORKER_FDS_ENV};
 use crate::config::WorkerConfig;
@@ -69,23 +69,20 @@ impl Child {
 pub(super) fn spawn(
     executable: &Path,
     config: &WorkerConfig,
-    listeners: &[&TcpListener],
+    listeners: &HandOver<'_>,
     slot: usize,
     serial: u64,
     events: &Sender<Event>,
 ) -> Result<Child, StartError> {
     let json = serde_json::to_string(config).expect("WorkerConfig serializes");
-    let fds: Vec<String> = listeners
-        .iter()
-        .map(|l| l.as_raw_fd().to_string())
-        .collect();
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| StartError::Spawn(e.into()))?;
     // Everything the master opens is close-on-exec; only this child's own descriptors are made
     // inheritable, for the time of this spawn (the master spawns from one thread only).
     let inherited: Vec<_> = listeners
+        .fds
         .iter()
-        .map(|l| l.as_fd())
+        .copied()
         .chain([writer.as_fd()])
         .collect();
     let spawned = inherited
@@ -95,7 +92,7 @@ pub(super) fn spawn(
             Command::new(executable)
                 .args(["-m", "ringwsgi"])
                 .env(WORKER_CONFIG_ENV, json)
-                .env(WORKER_FDS_ENV, fds.join(","))
+                .env(WORKER_FDS_ENV, &listeners.env)
                 .env(STATUS_FD_ENV, writer.as_raw_fd().to_string())
                 .spawn()
         });

@@ -3,7 +3,6 @@
 //! stops them on SIGTERM/SIGINT/SIGQUIT), forwards SIGUSR1/SIGUSR2 and returns the exit code.
 //! It never imports the app.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -15,7 +14,9 @@ use signal_hook::iterator::Signals;
 
 use super::children::{self, describe_exit, Child, Event};
 use super::status::Status;
-use super::{binds, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED};
+use super::{
+    binds, reload, signal_name, systemd, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
+};
 use crate::config::{self, Args, Interpreters, Mode, WorkerConfig};
 use crate::logging::{self, LogConfig, LogHandle};
 use crate::wsgi;
@@ -66,7 +67,6 @@ fn master(
     log: &LogHandle,
 ) -> Result<i32, StartError> {
     config::check_app_spec(&args.app)?;
-    let addr = config::parse_bind(&args.bind)?;
     if let Some(dir) = &args.chdir {
         std::env::set_current_dir(dir).map_err(|e| config::ConfigError::Chdir(dir.clone(), e))?;
     }
@@ -94,10 +94,14 @@ fn master(
         ),
         None => None,
     };
-    let listeners = binds::bind_listeners(addr, cpus.len(), args.backlog)?;
-    let bound = listeners[0]
-        .local_addr()
-        .map_err(|e| StartError::Bind(addr, e))?;
+    let listeners = binds::bind_all(&args.bind, cpus.len(), args.backlog, args.umask)?;
+    binds::drop_privileges(
+        args.user.as_deref(),
+        args.group.as_deref(),
+        args.initgroups,
+        &listeners,
+    )?;
+    let bound = listeners.server_address();
     let worker_config = WorkerConfig {
         app: args.app.clone(),
         sys_path: config::app_sys_path(args.pythonpath.as_deref())?,
@@ -137,10 +141,10 @@ fn master(
             let _ = signal_events.send(Event::Signal(sig));
         }
     });
-    tracing::info!(
-        "Listening at: http://{bound} ({} workers)",
-        worker_config.cpus.len()
-    );
+    listeners.log(worker_config.cpus.len());
+    if args.reload {
+        reload::watch(worker_config.sys_path.iter().map(PathBuf::from).collect());
+    }
     if let Some(line) = &mode.announce {
         tracing::info!("{line}");
     }
@@ -252,7 +256,7 @@ struct Master<'a> {
     executable: PathBuf,
     /// The configuration every worker process gets, but for its slot's CPUs.
     config: WorkerConfig,
-    listeners: Vec<TcpListener>,
+    listeners: binds::Listeners,
     slots: Vec<Slot>,
     children: Vec<Child>,
     serial: u64,
@@ -296,8 +300,7 @@ impl Master<'_> {
         let mut config = self.config.clone();
         config.cpus = s.cpus.clone();
         config.first_worker = s.listeners[0];
-        let listeners: Vec<&TcpListener> =
-            s.listeners.iter().map(|&i| &self.listeners[i]).collect();
+        let listeners = self.listeners.hand_over(&s.listeners);
         self.serial += 1;
         let child = children::spawn(
             &self.executable,
@@ -363,6 +366,7 @@ impl Master<'_> {
                 child.ready = true;
                 self.slots[slot].served = true;
                 tracing::debug!("worker process {pid} (slot {slot}) ready");
+                systemd::notify("READY=1");
                 if !self.announced {
                     self.announced = true;
                     tracing::info!("mode: subinterpreter");

@@ -1,7 +1,7 @@
 //! One worker thread: pinned to its CPU, with its own interpreter (a subinterpreter, or its own
-//! thread state in the main interpreter in `--mode process`), ring and listener.
+//! thread state in the main interpreter in `--mode process`), ring and listeners.
 
-use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,10 +74,10 @@ fn max_requests(n: u64, jitter: u64) -> u64 {
     n + random % (jitter + 1)
 }
 
-/// One worker thread: pinned CPU, own interpreter, own ring, own listener.
+/// One worker thread: pinned CPU, own interpreter, own ring, own listeners.
 pub(super) fn worker_thread(
     index: usize,
-    listener: TcpListener,
+    listeners: Vec<OwnedFd>,
     config: &WorkerConfig,
     control: Arc<Control>,
     tx: Sender<Report>,
@@ -107,7 +107,7 @@ pub(super) fn worker_thread(
             bound: config.bound,
         },
     };
-    let wsgi = match interpreter.attach(|py| Wsgi::load(py, &settings)) {
+    let mut wsgi = match interpreter.attach(|py| Wsgi::load(py, &settings)) {
         Ok(w) => w,
         Err(e) => {
             interpreter.end();
@@ -118,7 +118,7 @@ pub(super) fn worker_thread(
             return;
         }
     };
-    let ring = match Uring::new(listener, RING_ENTRIES) {
+    let ring = match Uring::new(listeners, RING_ENTRIES) {
         Ok(r) => r,
         Err(e) => {
             interpreter.attach(|py| wsgi.release(py));
@@ -128,8 +128,8 @@ pub(super) fn worker_thread(
     };
     let raiser = control.watchdog.raiser(interpreter.reference());
     let watcher = raiser.as_ref().map(|r| r.watcher());
-    let mut wsgi = wsgi;
     if let (Some(watcher), 1) = (&watcher, config.threads) {
+        // The app runs inline on this thread (a pool's threads register themselves).
         interpreter.attach(|py| wsgi.watch_calls(watcher.watch(py)));
     }
     let waker = ring.waker();

@@ -3,8 +3,7 @@
 //! or all in the main interpreter in `--mode process`), tells the master when they all serve,
 //! and stops them on a signal.
 
-use std::net::TcpListener;
-use std::os::fd::RawFd;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -18,11 +17,11 @@ use signal_hook::iterator::Signals;
 use super::status::{self, Status};
 use super::thread::worker_thread;
 use super::{
-    signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED, WORKER_CONFIG_ENV,
-    WORKER_FDS_ENV,
+    binds, signal_name, StartError, EXIT_BOOT_ERROR, EXIT_SUBINTERPRETERS_REFUSED,
+    WORKER_CONFIG_ENV, WORKER_FDS_ENV,
 };
 use crate::config::WorkerConfig;
-use crate::io::{self, Waker};
+use crate::io::Waker;
 use crate::logging::{init_logging, LogHandle};
 use crate::worker::{Control, Replacement};
 use crate::wsgi::{self, Watchdog};
@@ -68,21 +67,8 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
     let fds = std::env::var(WORKER_FDS_ENV).unwrap_or_default();
     std::env::remove_var(WORKER_CONFIG_ENV);
     std::env::remove_var(WORKER_FDS_ENV);
-    let listeners: Result<Vec<TcpListener>, _> = fds
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|fd| {
-            fd.parse::<RawFd>()
-                .map_err(std::io::Error::other)
-                .and_then(io::adopt_listener)
-        })
-        .collect();
-    let listeners = match listeners {
-        Ok(l) if l.len() == config.cpus.len() => l,
-        Ok(_) => {
-            tracing::error!("the master passed the wrong number of listeners");
-            return 1;
-        }
+    let listeners = match binds::adopt_worker_fds(&fds, config.cpus.len()) {
+        Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot use the listeners passed by the master: {e}");
             return 1;
@@ -92,7 +78,7 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
     py.detach(|| supervise_threads(config, listeners, &log))
 }
 
-fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>, log: &LogHandle) -> i32 {
+fn supervise_threads(config: WorkerConfig, listeners: Vec<Vec<OwnedFd>>, log: &LogHandle) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,

@@ -70,12 +70,14 @@ impl Default for Limits {
 const MAX_UNSENT: usize = 4 << 20;
 /// Pipelined requests answered per connection before waiting for their responses to drain.
 const MAX_PIPELINED: usize = 64;
+/// The room `Transport::receive` gives a read, at least.
+const RECEIVE_RESERVE: usize = 16 * 1024;
 /// How long after a graceful stop began idle connections are kept open, at least (closed at the
 /// next tick after it).
 const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Requests from the worker process's main thread to its worker threads (read on `Woken` only,
-/// never on the request path).
+/// Requests from the worker process's main thread to its worker threads (read on `Woken`, and
+/// `drain` once per round; never per request).
 #[derive(Debug, Default)]
 pub struct Control {
     /// Quick stop (SIGINT, SIGQUIT): abort the connections and end the loop.
@@ -314,7 +316,7 @@ impl<T: Transport> Worker<T> {
             Event::Received { conn, n } => {
                 let now = self.now;
                 if self.drain.is_some() {
-                    self.read_while_draining(conn);
+                    self.read_while_draining(conn, n);
                 }
                 if let Some(c) = self.conn_mut(conn) {
                     c.read_eof |= n == 0;
@@ -700,7 +702,11 @@ impl<T: Transport> Worker<T> {
         let (now, timeouts) = (self.now, self.limits.timeouts);
         if let Some(drain) = self.drain {
             if now >= drain.deadline {
-                return self.abort_all("--graceful-timeout passed");
+                let aborted = self.abort_all();
+                if aborted > 0 {
+                    tracing::warn!("--graceful-timeout passed: aborted {aborted} connections");
+                }
+                return;
             }
         }
         let close_idle = self
@@ -767,7 +773,7 @@ impl<T: Transport> Worker<T> {
         self.stopping = true;
         self.drain = None;
         self.io.stop_accepting();
-        self.abort_all("quick stop");
+        self.abort_all();
     }
 
     /// Graceful stop: stop accepting (later clients wait in the listener's backlog for the next
@@ -788,14 +794,16 @@ impl<T: Transport> Worker<T> {
         );
     }
 
-    /// Notes that a connection's read happened after the drain began (see [`Drain::round`]).
-    fn read_while_draining(&mut self, id: ConnId) {
+    /// Notes that a connection's read of `n` bytes happened after the drain began (see
+    /// [`Drain::round`]).
+    fn read_while_draining(&mut self, id: ConnId, n: usize) {
         let Some(drain) = self.drain else { return };
         if self.rounds <= drain.round || self.conn_mut(id).is_none() {
             return;
         }
         let input = self.io.input(id);
-        let filled = input.len() == input.capacity();
+        // A receive has at least RECEIVE_RESERVE of room: a shorter read took all there was.
+        let filled = n >= RECEIVE_RESERVE && input.len() == input.capacity();
         if let Some(conn) = self.conn_mut(id) {
             conn.read_after_drain |= !filled;
         }
@@ -812,8 +820,8 @@ impl<T: Transport> Worker<T> {
         self.limits.max_requests = 0;
     }
 
-    /// Aborts every connection still open.
-    fn abort_all(&mut self, why: &str) {
+    /// Aborts every connection still open; returns how many.
+    fn abort_all(&mut self) -> usize {
         let mut aborted = 0;
         for conn in self.conns.iter_mut().flatten() {
             if !conn.closing {
@@ -822,9 +830,7 @@ impl<T: Transport> Worker<T> {
                 aborted += 1;
             }
         }
-        if aborted > 0 && self.drain.is_some() {
-            tracing::warn!("{why}: aborting {aborted} connections");
-        }
+        aborted
     }
 }
 
