@@ -113,6 +113,23 @@ pub struct Args {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Serve Prometheus metrics (GET /metrics) from the master at HOST:PORT: requests by method
+    /// and status class, request and queue time histograms, batch sizes, in-flight requests,
+    /// open connections, io_uring submissions, worker restarts, stage times. Port 0 picks a free
+    /// port (logged as `Metrics at: …`). Costs a few clock reads per request.
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_bind: Option<String>,
+
+    /// Write one line per request to this file (appended; `-`: standard output). Off by
+    /// default.
+    #[arg(long, value_name = "FILE")]
+    pub access_logfile: Option<PathBuf>,
+
+    /// Format of the access log's lines, with gunicorn's atoms: h l u t r m U q H s B b f a T
+    /// D M L p, {header}i, {header}o ({var}e is written as -). Default: Apache combined format.
+    #[arg(long, value_name = "FORMAT", default_value = crate::worker::access_log::DEFAULT_FORMAT)]
+    pub access_logformat: String,
 }
 
 /// Errors in the configuration, reported as one line before anything starts.
@@ -134,6 +151,10 @@ pub enum ConfigError {
     Chdir(PathBuf, std::io::Error),
     #[error("cannot resolve {0}: {1}")]
     Path(String, std::io::Error),
+    #[error(transparent)]
+    AccessLogFormat(#[from] crate::worker::access_log::FormatError),
+    #[error("cannot open --access-logfile {0}: {1}")]
+    AccessLogFile(PathBuf, std::io::Error),
 }
 
 /// What a worker process needs, resolved by the master (paths absolute, CPUs chosen).
@@ -167,6 +188,15 @@ pub struct WorkerConfig {
     pub write_timeout: f64,
     /// `--stats`.
     pub stats: bool,
+    /// `--access-logfile` (absolute, or `-`) and `--access-logformat`.
+    #[serde(default)]
+    pub access_logfile: Option<PathBuf>,
+    #[serde(default)]
+    pub access_logformat: String,
+    /// The statistics slot of this process's first worker thread (the others follow it):
+    /// every worker thread of every worker process has its own.
+    #[serde(default)]
+    pub stats_slot: usize,
 }
 
 impl WorkerConfig {
@@ -194,6 +224,27 @@ pub fn seconds(flag: &'static str, value: f64) -> Result<std::time::Duration, Co
     } else {
         Err(ConfigError::Seconds(flag))
     }
+}
+
+/// Checks `--access-logformat` and that `--access-logfile` can be opened for appending (it is
+/// created if missing); returns the file's absolute path (or `-`).
+pub fn access_logfile(
+    path: Option<&std::path::Path>,
+    format: &str,
+) -> Result<Option<PathBuf>, ConfigError> {
+    crate::worker::access_log::Format::parse(format)?;
+    let Some(path) = path else { return Ok(None) };
+    if path.as_os_str() == "-" {
+        return Ok(Some(path.to_owned()));
+    }
+    let fail = |e| ConfigError::AccessLogFile(path.to_owned(), e);
+    let abs = std::path::absolute(path).map_err(fail)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&abs)
+        .map_err(fail)?;
+    Ok(Some(abs))
 }
 
 /// Checks the MODULE:APP syntax (the import itself happens in the workers).

@@ -33,6 +33,7 @@
 pub mod config;
 pub mod http;
 pub mod io;
+pub mod metrics;
 pub mod server;
 pub mod worker;
 pub mod wsgi;

@@ -83,7 +83,14 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
         stats: args.stats,
+        access_logfile: config::access_logfile(
+            args.access_logfile.as_deref(),
+            &args.access_logformat,
+        )?,
+        access_logformat: args.access_logformat.clone(),
+        stats_slot: 0,
     };
+    let _metrics = crate::metrics::start(&args, worker_config.cpus.len())?;
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR2]).map_err(StartError::Signals)?;

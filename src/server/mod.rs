@@ -47,6 +47,8 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("invalid worker configuration from the master: {0}")]
     WorkerConfig(String),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Sets up logging to stderr at `level` (errors in the level fall back to info).

@@ -11,6 +11,7 @@ use super::worker_process::Report;
 use crate::config::WorkerConfig;
 use crate::http::HeadLimits;
 use crate::io::{Transport, Uring};
+use crate::worker::access_log::AccessLog;
 use crate::worker::{Control, Limits, Pool, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
@@ -73,6 +74,18 @@ pub(super) fn worker_thread(
     let fail = |error: String| {
         let _ = tx.send(Report::Failed { error });
     };
+    let access_log = match &config.access_logfile {
+        Some(path) => match AccessLog::open(path, &config.access_logformat) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                return fail(format!(
+                    "cannot open the access log {}: {e}",
+                    path.display()
+                ))
+            }
+        },
+        None => None,
+    };
     let interpreter = match SubInterpreter::new() {
         Ok(i) => i,
         Err(e) => return fail(e.to_string()),
@@ -112,8 +125,11 @@ pub(super) fn worker_thread(
     let limits = worker_limits(config);
     let head_limits = limits.head;
     let mut worker = Worker::new(ring, wsgi, limits, control);
-    if config.stats {
-        worker = worker.with_stats(index, cpu);
+    if let Some(stats) = crate::metrics::worker_stats(config.stats_slot + index) {
+        worker = worker.with_stats(stats, config.stats.then_some((index, cpu)));
+    }
+    if let Some(log) = access_log {
+        worker = worker.with_access_log(log);
     }
     let result = if config.threads > 1 {
         let pool = Pool::start(
