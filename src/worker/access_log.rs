@@ -77,6 +77,9 @@ pub enum FormatError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Format {
     atoms: Vec<Atom>,
+    /// Whether an atom needs the time, or where the response's body starts.
+    needs_time: bool,
+    needs_head_len: bool,
 }
 
 impl Format {
@@ -112,11 +115,13 @@ impl Format {
         if !literal.is_empty() {
             atoms.push(Atom::Literal(literal));
         }
-        Ok(Format { atoms })
-    }
-
-    fn uses(&self, pred: impl Fn(&Atom) -> bool) -> bool {
-        self.atoms.iter().any(pred)
+        Ok(Format {
+            needs_time: atoms.contains(&Atom::Time),
+            needs_head_len: atoms
+                .iter()
+                .any(|a| matches!(a, Atom::Bytes | Atom::BytesOrDash | Atom::ResponseHeader(_))),
+            atoms,
+        })
     }
 }
 
@@ -229,13 +234,10 @@ impl AccessLog {
 
     /// Formats the line of one request into the round's buffer.
     pub fn log(&mut self, entry: &Entry<'_, '_, '_>, date: &DateCache) {
-        if self.format.uses(|a| *a == Atom::Time) {
+        if self.format.needs_time {
             self.refresh_time(date);
         }
-        let head_len = if self
-            .format
-            .uses(|a| matches!(a, Atom::Bytes | Atom::BytesOrDash | Atom::ResponseHeader(_)))
-        {
+        let head_len = if self.format.needs_head_len {
             crate::http::find_head_end(entry.response, 0).unwrap_or(entry.response.len())
         } else {
             0
