@@ -30,7 +30,8 @@ pub struct Args {
     pub bind: String,
 
     /// Number of worker threads, each pinned to one CPU with its own io_uring loop, listener and
-    /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity).
+    /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity), at most
+    /// the cgroup's CPU quota (cpu.max) rounded up.
     #[arg(short, long, value_name = "INT")]
     pub workers: Option<usize>,
 
@@ -285,18 +286,23 @@ pub fn parse_bind(bind: &str) -> Result<SocketAddr, ConfigError> {
     format!("{host}:{port}").parse().map_err(|_| err())
 }
 
-/// The CPUs this process may run on (sched_getaffinity), in order.
-pub fn available_cpus() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|id| id.id).collect::<Vec<_>>())
-        .filter(|ids| !ids.is_empty())
-        .unwrap_or_else(|| vec![0])
-}
-
-/// Picks the CPU of each worker: one per available CPU, wrapping around when more workers than
-/// CPUs are asked for.
+/// Picks the CPU of each worker. Default: one per CPU of the affinity mask, cut to the cgroup's
+/// CPU quota; an explicit count wraps around the affinity mask when larger.
 pub fn worker_cpus(workers: Option<usize>) -> Result<Vec<usize>, ConfigError> {
-    let cpus = available_cpus();
+    let cpus = match workers {
+        Some(_) => crate::cpus::affinity(),
+        None => {
+            let (cpus, quota) = crate::cpus::usable();
+            if let Some(quota) = quota {
+                tracing::info!(
+                    "{} workers: the cgroup CPU quota is {quota} CPUs (of {} in the affinity mask)",
+                    cpus.len(),
+                    crate::cpus::affinity().len()
+                );
+            }
+            cpus
+        }
+    };
     let n = workers.unwrap_or(cpus.len());
     if n == 0 {
         return Err(ConfigError::Workers);
@@ -351,9 +357,12 @@ mod tests {
 
     #[test]
     fn cpus_wrap_around() {
-        let n = available_cpus().len();
+        let n = crate::cpus::affinity().len();
         assert_eq!(worker_cpus(Some(n * 2 + 1)).unwrap().len(), n * 2 + 1);
         assert!(worker_cpus(Some(0)).is_err());
-        assert_eq!(worker_cpus(None).unwrap().len(), n);
+        assert_eq!(
+            worker_cpus(None).unwrap().len(),
+            crate::cpus::usable().0.len()
+        );
     }
 }

@@ -31,6 +31,7 @@
 //! [`wsgi`], behind small safe APIs.
 
 pub mod config;
+pub mod cpus;
 pub mod http;
 pub mod io;
 pub mod metrics;
