@@ -44,7 +44,8 @@ pub fn worker_restarted() {
 }
 
 /// In the master, before any worker process starts: creates the shared memory for `slots`
-/// worker threads when `--stats` or `--metrics-bind` asks for statistics, names it to the
+/// worker threads (all that may run at once: worker processes started for a reload while the
+/// old ones finish need slots of their own, as each slot has one writer) when `--stats` or `--metrics-bind` asks for statistics, names it to the
 /// worker processes to come (environment), and starts the endpoint's thread for
 /// `--metrics-bind`. Keep what it returns for the master's whole life.
 pub fn start(args: &Args, slots: usize) -> Result<Option<Arc<SharedMemory>>, MetricsError> {
