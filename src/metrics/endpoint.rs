@@ -202,9 +202,10 @@ fn render(memory: &SharedMemory, slots: usize) -> String {
         header(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
-    header(&mut out, "ringwsgi_stage_seconds_total", "counter", "Worker time by stage: receive and parse, build environ, app call until it returns, body iteration and encoding, send (queued until written).");
+    header(&mut out, "ringwsgi_stage_seconds_total", "counter", "Worker time by stage: receive and parse, the app's call (environ, app, body: split in those three with --stats only), send (queued until written).");
     let stages = [
         ("parse", word::PARSE_NS),
+        ("call", word::CALL_NS),
         ("environ", word::ENVIRON_NS),
         ("app", word::APP_NS),
         ("body", word::BODY_NS),

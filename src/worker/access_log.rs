@@ -12,11 +12,12 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::http::response::push_decimal;
 use crate::http::{DateCache, Request};
 
 /// Apache combined log format, gunicorn's default.
@@ -77,8 +78,10 @@ pub enum FormatError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Format {
     atoms: Vec<Atom>,
-    /// Whether an atom needs the time, or where the response's body starts.
+    /// Whether an atom needs the time, the request's duration, or where the response's body
+    /// starts.
     needs_time: bool,
+    needs_duration: bool,
     needs_head_len: bool,
 }
 
@@ -117,6 +120,12 @@ impl Format {
         }
         Ok(Format {
             needs_time: atoms.contains(&Atom::Time),
+            needs_duration: atoms.iter().any(|a| {
+                matches!(
+                    a,
+                    Atom::Seconds | Atom::Micros | Atom::Millis | Atom::DecimalSeconds
+                )
+            }),
             needs_head_len: atoms
                 .iter()
                 .any(|a| matches!(a, Atom::Bytes | Atom::BytesOrDash | Atom::ResponseHeader(_))),
@@ -170,12 +179,13 @@ fn atom(name: &str) -> Result<Atom, FormatError> {
 pub struct Entry<'a, 'b, 'h> {
     pub req: &'a Request<'b, 'h>,
     /// The address the app saw as REMOTE_ADDR (None: a unix-domain peer).
-    pub remote: Option<SocketAddr>,
+    pub remote: Option<IpAddr>,
     /// The response's head and the body bytes queued with it (all of it unless streamed).
     pub response: &'a [u8],
     /// Body bytes sent from a file after `response`.
     pub file_len: u64,
-    /// From the start of the round that completed the request to the call's return.
+    /// From the start of the round that completed the request to the call's return (zero
+    /// unless [`AccessLog::timed`]).
     pub duration: Duration,
 }
 
@@ -200,6 +210,9 @@ pub struct AccessLog {
     /// `[06/Nov/1994:08:49:37 +0000]` for the second `time_secs`.
     time: Vec<u8>,
     time_secs: u64,
+    /// The last remote address and its text (most lines repeat the one before: keep-alive
+    /// connections, a proxy in front).
+    host: Option<(IpAddr, Vec<u8>)>,
     pid: u32,
     failed: bool,
 }
@@ -227,9 +240,15 @@ impl AccessLog {
             lines: Vec::with_capacity(PIPE_BUF),
             time: Vec::new(),
             time_secs: u64::MAX,
+            host: None,
             pid: std::process::id(),
             failed: false,
         })
+    }
+
+    /// Whether lines show the request's duration (it then has to be measured).
+    pub fn timed(&self) -> bool {
+        self.format.needs_duration
     }
 
     /// Formats the line of one request into the round's buffer.
@@ -249,7 +268,10 @@ impl AccessLog {
                 Atom::Literal(bytes) => out.extend_from_slice(bytes),
                 Atom::Host => match entry.remote {
                     Some(addr) => {
-                        let _ = write!(out, "{}", addr.ip());
+                        if self.host.as_ref().is_none_or(|(last, _)| *last != addr) {
+                            self.host = Some((addr, addr.to_string().into_bytes()));
+                        }
+                        out.extend_from_slice(self.host.as_ref().map_or(b"-", |(_, t)| t));
                     }
                     None => out.push(b'-'),
                 },
@@ -270,28 +292,25 @@ impl AccessLog {
                 Atom::Path => escaped(out, req.path),
                 Atom::Query => escaped(out, req.query),
                 Atom::Protocol => out.extend_from_slice(req.version.as_str().as_bytes()),
-                Atom::Status => {
-                    let _ = write!(out, "{}", response_status(entry.response));
-                }
+                Atom::Status => match entry.response.get(9..12) {
+                    Some(digits) if response_status(entry.response) != 0 => {
+                        out.extend_from_slice(digits)
+                    }
+                    _ => out.push(b'-'),
+                },
                 Atom::Bytes | Atom::BytesOrDash => {
                     let n = (entry.response.len() - head_len) as u64 + entry.file_len;
                     if n == 0 && *atom == Atom::BytesOrDash {
                         out.push(b'-');
                     } else {
-                        let _ = write!(out, "{n}");
+                        push_decimal(out, n);
                     }
                 }
                 Atom::Referer => header_or_dash(out, req.header("referer")),
                 Atom::UserAgent => header_or_dash(out, req.header("user-agent")),
-                Atom::Seconds => {
-                    let _ = write!(out, "{}", entry.duration.as_secs());
-                }
-                Atom::Micros => {
-                    let _ = write!(out, "{}", entry.duration.as_micros());
-                }
-                Atom::Millis => {
-                    let _ = write!(out, "{}", entry.duration.as_millis());
-                }
+                Atom::Seconds => push_decimal(out, entry.duration.as_secs()),
+                Atom::Micros => push_decimal(out, entry.duration.as_micros() as u64),
+                Atom::Millis => push_decimal(out, entry.duration.as_millis() as u64),
                 Atom::DecimalSeconds => {
                     let _ = write!(out, "{:.6}", entry.duration.as_secs_f64());
                 }
@@ -386,6 +405,11 @@ fn header_or_dash(out: &mut Vec<u8>, value: Option<&[u8]>) {
 /// Copies `bytes`, escaping what could break a line or a quoted field (as Apache does): `"`
 /// and `\` with a backslash, control and non-ASCII bytes as `\xHH`.
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let plain = |b: &u8| matches!(b, 0x20..=0x7e) && *b != b'"' && *b != b'\\';
+    if bytes.iter().all(plain) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for &b in bytes {
         match b {
             b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
@@ -449,7 +473,7 @@ mod tests {
         date.refresh(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777));
         let entry = Entry {
             req: &req,
-            remote: Some("10.1.2.3:5555".parse().unwrap()),
+            remote: Some("10.1.2.3".parse().unwrap()),
             response,
             file_len: 0,
             duration: Duration::from_micros(1500),

@@ -16,10 +16,10 @@ mod pool;
 pub mod stats;
 mod timeouts;
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pyo3::Python;
 
@@ -149,7 +149,10 @@ impl<T: Transport> Worker<T> {
     /// Keeps statistics in `stats`. `report`: the worker's index and CPU when the block is to
     /// be printed (`--stats`), at exit and when asked through `Control::report`.
     pub fn with_stats(mut self, stats: Stats, report: Option<(usize, usize)>) -> Self {
-        self.wsgi.enable_timing();
+        // The call's parts cost three more clock reads per request: only for --stats.
+        if report.is_some() {
+            self.wsgi.enable_timing();
+        }
         let asked = self.control.report.load(Ordering::Acquire);
         self.stats = Some(stats);
         self.report = report.map(|(index, cpu)| (index, cpu, asked));
@@ -201,16 +204,12 @@ impl<T: Transport> Worker<T> {
         }
         self.date.refresh(SystemTime::now());
         self.now = Instant::now();
-        let before = self.stats.as_ref().map(|_| self.wsgi.times());
         for &event in events.iter() {
             self.handle(py, event);
         }
-        if let (Some(stats), Some(before)) = (&mut self.stats, before) {
-            let after = self.wsgi.times();
-            let in_app = (after.environ + after.app + after.body)
-                - (before.environ + before.app + before.body);
-            let parse = self.now.elapsed().saturating_sub(in_app);
-            stats.round(self.answered, parse, after, self.io.enters());
+        if let Some(stats) = &mut self.stats {
+            let elapsed = self.now.elapsed();
+            stats.round(self.answered, elapsed, self.wsgi.times(), self.io.enters());
         }
         if let Some(log) = &mut self.access_log {
             log.flush();
@@ -474,19 +473,21 @@ impl<T: Transport> Worker<T> {
                 conn.in_pool = true;
                 break Next::Wait;
             }
-            let called = (stats.is_some() || access_log.is_some()).then(Instant::now);
+            let timed = stats.is_some() || access_log.as_ref().is_some_and(AccessLog::timed);
+            let called = timed.then(Instant::now);
             if let Some(stats) = stats {
                 stats.started();
             }
             let mark = output.len();
             let respond = wsgi.call(inline(py), &req, body, conn.peer.addr(), output, date);
-            if let Some(called) = called {
+            if stats.is_some() || access_log.is_some() {
                 let answer = (&output[mark..], &respond);
+                let remote = conn.peer.addr().map(|a| a.ip());
                 observe(
                     stats,
                     access_log,
                     &req,
-                    conn.peer.addr(),
+                    remote,
                     answer,
                     (*now, called),
                     date,
@@ -701,20 +702,21 @@ impl<T: Transport> Worker<T> {
 }
 
 /// Counts an answered request (`answer`: the bytes queued for its response and what follows
-/// them) and logs it; `times`: when its round started and when the app was called.
+/// them) and logs it; `times`: when its round started and when the app was called (if timed).
 fn observe(
-    stats: &Option<Stats>,
+    stats: &mut Option<Stats>,
     access_log: &mut Option<AccessLog>,
     req: &http::Request<'_, '_>,
-    remote: Option<SocketAddr>,
+    remote: Option<IpAddr>,
     (response, respond): (&[u8], &Respond),
-    (round, called): (Instant, Instant),
+    (round, called): (Instant, Option<Instant>),
     date: &DateCache,
 ) {
-    let duration = round.elapsed();
-    if let Some(stats) = stats {
+    let returned = called.map(|_| Instant::now());
+    let duration = returned.map_or(Duration::ZERO, |r| r.saturating_duration_since(round));
+    if let (Some(stats), Some(called), Some(returned)) = (stats, called, returned) {
         let status = access_log::response_status(response);
-        stats.request(req.method, status, called - round, duration);
+        stats.request(req.method, status, round, called, returned);
         if !matches!(respond, Respond::Streaming(_)) {
             stats.finished();
         }

@@ -49,9 +49,12 @@ pub mod word {
     pub const ROUNDS: usize = BATCHES + BATCH_BUCKETS.len() + 1;
     /// io_uring_enter calls.
     pub const ENTERS: usize = ROUNDS + 1;
-    /// Stage times in nanoseconds: receive and parse, build environ, app call, body.
+    /// Stage times in nanoseconds: receive and parse, the whole call (environ, app, body), and
+    /// (with `--stats` only, as it costs more clock reads) its parts: build environ, app call,
+    /// body.
     pub const PARSE_NS: usize = ENTERS + 1;
-    pub const ENVIRON_NS: usize = PARSE_NS + 1;
+    pub const CALL_NS: usize = PARSE_NS + 1;
+    pub const ENVIRON_NS: usize = CALL_NS + 1;
     pub const APP_NS: usize = ENVIRON_NS + 1;
     pub const BODY_NS: usize = APP_NS + 1;
     /// Send: response queued until the transport reported it written, and how many sends.
@@ -91,6 +94,8 @@ pub struct Stats {
     /// Cumulative values the worker's sources report, as last added to the slot.
     last_calls: CallTimes,
     last_enters: u64,
+    /// Time in calls during the current round.
+    round_calls: Duration,
 }
 
 impl Stats {
@@ -106,6 +111,7 @@ impl Stats {
             base,
             last_calls: CallTimes::default(),
             last_enters: 0,
+            round_calls: Duration::ZERO,
         };
         stats.set(word::OPEN, 0);
         stats.set(word::IN_FLIGHT, 0);
@@ -144,9 +150,21 @@ impl Stats {
         );
     }
 
-    /// Counts an answered request: `queue` from its round's start to the app's call, `duration`
-    /// from the round's start to the call's return.
-    pub fn request(&self, method: &str, status: u16, queue: Duration, duration: Duration) {
+    /// Counts an answered request, from the start of its round (`round`), the app's call
+    /// (`called`) and the call's return (`returned`).
+    pub fn request(
+        &mut self,
+        method: &str,
+        status: u16,
+        round: Instant,
+        called: Instant,
+        returned: Instant,
+    ) {
+        let queue = called.saturating_duration_since(round);
+        let duration = returned.saturating_duration_since(round);
+        let call = returned.saturating_duration_since(called);
+        self.round_calls += call;
+        self.add(word::CALL_NS, call.as_nanos() as u64);
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.add(
             word::REQUESTS + method_index(method) * CLASSES.len() + class,
@@ -158,9 +176,11 @@ impl Stats {
         self.add(word::QUEUE_SUM_NS, queue.as_nanos() as u64);
     }
 
-    /// Counts a round that answered `requests` requests and spent `parse` outside the app;
-    /// `calls` and `enters` are the worker's running totals.
-    pub fn round(&mut self, requests: usize, parse: Duration, calls: CallTimes, enters: u64) {
+    /// Counts a round that answered `requests` requests in `elapsed` (what was not spent in
+    /// calls is the parse stage); `calls` (stage times, zero unless `--stats`) and `enters` are
+    /// the worker's running totals.
+    pub fn round(&mut self, requests: usize, elapsed: Duration, calls: CallTimes, enters: u64) {
+        let parse = elapsed.saturating_sub(std::mem::take(&mut self.round_calls));
         self.add(word::ROUNDS, 1);
         if requests > 0 {
             let bucket = BATCH_BUCKETS
@@ -221,6 +241,7 @@ impl Stats {
         );
         let stages = [
             ("receive and parse", ns(word::PARSE_NS), requests),
+            ("call (environ, app, body)", ns(word::CALL_NS), requests),
             ("build environ", ns(word::ENVIRON_NS), requests),
             ("app call (until it returns)", ns(word::APP_NS), requests),
             ("body iteration and encoding", ns(word::BODY_NS), requests),
@@ -290,11 +311,12 @@ mod tests {
     #[test]
     fn requests_count_by_method_class_and_time() {
         assert!(Stats::new(stats().memory, 2).is_none());
-        let stats = stats();
-        let ms = Duration::from_millis;
-        stats.request("GET", 200, ms(0), ms(3));
-        stats.request("BREW", 418, ms(0), ms(30_000));
-        stats.request("GET", 999, ms(0), ms(3));
+        let mut stats = stats();
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        stats.request("GET", 200, t0, ms(1), ms(3));
+        stats.request("BREW", 418, t0, t0, ms(30_000));
+        stats.request("GET", 999, t0, ms(2), ms(3));
         assert_eq!(stats.get(word::REQUESTS + 1), 1);
         assert_eq!(stats.get(word::REQUESTS + 4), 1, "GET 999 counts as 5xx");
         assert_eq!(
@@ -305,19 +327,24 @@ mod tests {
         assert_eq!(stats.get(word::DURATION + 5), 2, "3 ms in the 5 ms bucket");
         assert_eq!(stats.get(word::DURATION + TIME_BUCKETS.len()), 1);
         assert_eq!(stats.get(word::DURATION_SUM_NS), 30_006_000_000);
+        assert_eq!(stats.get(word::QUEUE_SUM_NS), 3_000_000);
+        assert_eq!(stats.get(word::CALL_NS), 30_003_000_000);
+        stats.round(3, Duration::from_secs(31), CallTimes::default(), 0);
+        assert_eq!(stats.get(word::PARSE_NS), 997_000_000);
         assert!(stats.report(0, 0).contains("3 requests"));
     }
 
     #[test]
     fn a_new_worker_continues_the_counters_and_resets_the_gauges() {
         let memory = Arc::new(SharedMemory::create(c"stats-test", SLOT_WORDS).unwrap());
-        let first = Stats::new(memory.clone(), 0).unwrap();
-        first.request("GET", 200, Duration::ZERO, Duration::ZERO);
+        let mut first = Stats::new(memory.clone(), 0).unwrap();
+        let t = Instant::now();
+        first.request("GET", 200, t, t, t);
         first.open(3);
         first.started();
         drop(first);
-        let second = Stats::new(memory, 0).unwrap();
-        second.request("GET", 200, Duration::ZERO, Duration::ZERO);
+        let mut second = Stats::new(memory, 0).unwrap();
+        second.request("GET", 200, t, t, t);
         assert_eq!(second.get(word::REQUESTS + 1), 2);
         assert_eq!(second.get(word::OPEN), 0);
         assert_eq!(second.get(word::IN_FLIGHT), 0);
