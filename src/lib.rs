@@ -26,6 +26,9 @@
 //!   leave in the submission that starts the next round.
 //! - [`server`] starts, supervises and stops the worker process and its threads; [`config`] and
 //!   the thin Python package (`python/ringwsgi`) are the user's front door.
+//! - [`metrics`] keeps every worker's statistics block in memory shared with the master, which
+//!   serves them to Prometheus (`--metrics-bind`); each worker writes only its own block, and
+//!   the access log (`worker::access_log`) is written once per round.
 //!
 //! Code the compiler cannot check (io_uring submissions, CPython FFI) lives only in [`io`] and
 //! [`wsgi`], behind small safe APIs.

@@ -212,3 +212,35 @@ def test_an_unusable_metrics_address_stops_the_start(server_factory):
                                   "wsgi_basic:app")
     assert code != 0
     assert "--metrics-bind" in err, err
+
+
+def test_in_flight_counts_calls_and_unfinished_streams(server_factory):
+    srv = server_factory("semantics_app:app", "--workers", "1", "--metrics-bind", "127.0.0.1:0")
+    url = metrics_url(srv)
+
+    def in_flight():
+        return value(scrape(url), "ringwsgi_requests_in_flight")
+
+    assert in_flight() == 0
+    # A slow call: the worker is inside the app; the master's endpoint still answers.
+    sleeper = RawConn(srv.port)
+    sleeper.send(b"GET /sleep?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 5
+    while in_flight() != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_flight() == 1
+    assert sleeper.read_response("GET").status == 200
+    sleeper.close()
+    assert in_flight() == 0
+    # A streamed body the client does not read stays in flight until the connection goes.
+    reader = RawConn(srv.port)
+    reader.send(b"GET /stream?total=67108864&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 5
+    while in_flight() != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_flight() == 1
+    reader.close()
+    deadline = time.monotonic() + 10
+    while in_flight() != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_flight() == 0

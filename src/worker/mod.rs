@@ -32,7 +32,7 @@ use body::{Body, Incoming};
 use conn::Conn;
 pub use pool::Pool;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
-pub use stats::Stats;
+use stats::Stats;
 use timeouts::Expired;
 pub use timeouts::Timeouts;
 
