@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYO3_PYTHON
 targets=("$@")
 if (( ${#targets[@]} == 0 )); then
-    targets=(parse_head chunked)
+    targets=(parse_head chunked proxy_header)
 fi
 for t in "${targets[@]}"; do
     echo "== replaying fuzz/corpus/$t"

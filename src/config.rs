@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
 
+use crate::http::forwarded::{self, AllowList};
+use crate::http::proxy_protocol::Versions;
 use crate::logging::{LogConfig, LogFormat};
 
 mod print;
@@ -36,9 +38,35 @@ pub struct Args {
     #[arg(value_name = "MODULE:APP")]
     pub app: String,
 
-    /// Address to listen on, HOST:PORT. Port 0 picks a free port (logged at start-up).
+    /// Where to listen; repeat for several: HOST:PORT (an IP address or localhost; port 0 picks
+    /// a free port), [IPv6]:PORT, unix:PATH (a unix-domain socket), fd://N (an inherited
+    /// listening socket). Ignored under systemd socket activation (LISTEN_FDS), as in gunicorn.
     #[arg(short, long, value_name = "ADDRESS", default_value = "127.0.0.1:8000")]
-    pub bind: String,
+    pub bind: Vec<String>,
+
+    /// File mode mask for unix sockets created by --bind unix:PATH (octal with a leading 0 or
+    /// 0o, hex with 0x, else decimal).
+    #[arg(long, value_name = "INT", default_value = "0", value_parser = clap::builder::ValueParser::new(parse_umask))]
+    pub umask: u32,
+
+    /// Run the workers (and the master, once the sockets are bound) as this user: a name or a
+    /// numeric id. Unix socket files are given to it.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run as this group (a name or a numeric id). Default with --user: the user's group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// With --user: the supplementary groups become the user's groups (/etc/group), not just
+    /// the one group.
+    #[arg(long)]
+    pub initgroups: bool,
+
+    /// Development only: restart the workers when a .py file under the app's directory (or a
+    /// --pythonpath directory) changes.
+    #[arg(long)]
+    pub reload: bool,
 
     /// Number of worker threads, each pinned to one CPU with its own io_uring loop, listener and
     /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity), at most
@@ -117,10 +145,47 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub write_timeout: f64,
 
+    /// Seconds an app call (including each step of iterating its response body) may run before
+    /// it is interrupted with an exception (the client gets 504, or a closed connection once the
+    /// response began). 0 disables it. A call that still has not returned --graceful-timeout
+    /// later has the worker process replaced.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub timeout: f64,
+
+    /// Requests a worker thread serves before its worker process is replaced (gracefully, by a
+    /// new one), to bound the effect of leaks. 0 disables it.
+    #[arg(long, value_name = "INT", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// Each worker thread's limit is --max-requests plus a random number from 0 to this, so that
+    /// the workers are not all replaced at once.
+    #[arg(long, value_name = "INT", default_value_t = 0)]
+    pub max_requests_jitter: u64,
+
     /// Keep per-worker statistics (where request time goes, batch sizes, io_uring submissions
     /// per request) and print them at exit and on SIGUSR2. Costs a few clock reads per request.
     #[arg(long)]
     pub stats: bool,
+
+    /// Front-end addresses trusted to name the client: from them, X-Forwarded-For sets
+    /// REMOTE_ADDR (its rightmost address not in this list) and X-Forwarded-Proto: https,
+    /// X-Forwarded-Protocol: ssl or X-Forwarded-Ssl: on set wsgi.url_scheme to https.
+    /// Comma-separated IP addresses or CIDR networks, or '*' for every peer. Unix-domain peers
+    /// are always trusted.
+    #[arg(long, value_name = "ADDRESSES", default_value = forwarded::LOCALHOST, value_parser = parse_allow_list)]
+    pub forwarded_allow_ips: AllowList,
+
+    /// Every connection must start with a PROXY protocol header (HAProxy's; v1 text, v2
+    /// binary, or either with 'auto', the mode of a bare --proxy-protocol), whose source
+    /// address becomes the client's. Connections without one, or from peers not in
+    /// --proxy-allow-from, are closed.
+    #[arg(long, value_name = "MODE", value_enum, default_value = "off", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub proxy_protocol: ProxyProtocol,
+
+    /// Peers allowed to connect with --proxy-protocol: comma-separated IP addresses or CIDR
+    /// networks, or '*'. Unix-domain peers are always allowed.
+    #[arg(long, value_name = "ADDRESSES", default_value = forwarded::LOCALHOST, value_parser = parse_allow_list)]
+    pub proxy_allow_from: AllowList,
 
     /// Log level: error, warn, info, debug or trace (gunicorn's critical and warning too).
     #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
@@ -143,6 +208,20 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT", default_value = crate::worker::access_log::DEFAULT_FORMAT)]
     pub access_logformat: String,
 
+    /// How the app is run. subinterpreter: one worker process, one own-GIL subinterpreter per
+    /// worker thread (Python 3.13+). process: one worker process per worker, each running the
+    /// app in its main interpreter (for extension modules that refuse subinterpreters). auto:
+    /// subinterpreter, falling back to process when an extension module imported while the app
+    /// loads refuses subinterpreters (process before Python 3.13).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Mode::Auto)]
+    pub mode: Mode,
+
+    /// Seconds a stopping worker process (SIGTERM, reload, replacement) gets to finish its
+    /// requests: it answers every request already received, then what is left is aborted
+    /// (and the process is killed soon after).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub graceful_timeout: f64,
+
     /// Log format: `text` (one line per record) or `json` (one JSON object per line with
     /// timestamp, level, message and the record's fields).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
@@ -164,6 +243,23 @@ pub struct Args {
     /// without binding or loading the app.
     #[arg(long)]
     pub print_config: bool,
+}
+
+/// `--mode`: where the app's Python code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Auto,
+    Subinterpreter,
+    Process,
+}
+
+/// The interpreter a worker process runs the app in (the master resolves `--mode auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Interpreters {
+    /// One own-GIL subinterpreter per worker thread.
+    Sub,
+    /// The process's main interpreter, shared by its threads.
+    Main,
 }
 
 /// gunicorn's one-letter flags for settings that mean the same here, given to whichever of
@@ -283,7 +379,10 @@ impl Args {
 pub enum ConfigError {
     #[error("invalid app '{0}': expected MODULE:APP or MODULE:FACTORY()")]
     AppSpec(String),
-    #[error("invalid --bind '{0}': expected HOST:PORT (e.g. 127.0.0.1:8000)")]
+    #[error(
+        "invalid --bind '{0}': expected HOST:PORT with an IP address or localhost \
+         (e.g. 127.0.0.1:8000), [IPv6]:PORT, unix:PATH or fd://N"
+    )]
     Bind(String),
     #[error("--workers must be at least 1")]
     Workers,
@@ -312,7 +411,8 @@ pub struct WorkerConfig {
     pub sys_path: Vec<String>,
     /// One entry per worker thread: the CPU it is pinned to.
     pub cpus: Vec<usize>,
-    /// The address the listeners are bound to (SERVER_NAME/SERVER_PORT without a Host header).
+    /// SERVER_NAME/SERVER_PORT without a Host header: the first TCP bind (127.0.0.1:80 with
+    /// unix sockets only).
     pub bound: SocketAddr,
     /// SCRIPT_NAME for every request (from the SCRIPT_NAME environment variable, as gunicorn).
     pub script_name: String,
@@ -332,6 +432,12 @@ pub struct WorkerConfig {
     pub keep_alive: f64,
     pub body_timeout: f64,
     pub write_timeout: f64,
+    pub graceful_timeout: f64,
+    /// `--timeout` (0: off).
+    pub timeout: f64,
+    /// `--max-requests` (0: off) and `--max-requests-jitter`.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
     /// `--stats`.
     pub stats: bool,
     /// `--access-logfile` (absolute, or `-`) and `--access-logformat`.
@@ -339,16 +445,47 @@ pub struct WorkerConfig {
     pub access_logfile: Option<PathBuf>,
     #[serde(default)]
     pub access_logformat: String,
-    /// The statistics slot of this process's first worker thread (the others follow it):
-    /// every worker thread of every worker process has its own.
-    #[serde(default)]
-    pub stats_slot: usize,
+    /// Where the app runs in this worker process.
+    pub interpreters: Interpreters,
+    /// Worker threads of all worker processes together (wsgi.multiprocess).
+    pub total_workers: usize,
+    /// The number of this process's first worker among all (process mode: its slot).
+    pub first_worker: usize,
+    pub forwarded_allow_ips: AllowList,
+    pub proxy_protocol: ProxyProtocol,
+    pub proxy_allow_from: AllowList,
+}
+
+/// `--proxy-protocol` modes (gunicorn's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+    Auto,
+}
+
+impl ProxyProtocol {
+    /// The header versions accepted (`None`: no header expected).
+    pub fn versions(self) -> Option<Versions> {
+        match self {
+            ProxyProtocol::Off => None,
+            ProxyProtocol::V1 => Some(Versions::V1),
+            ProxyProtocol::V2 => Some(Versions::V2),
+            ProxyProtocol::Auto => Some(Versions::Any),
+        }
+    }
+}
+
+/// `--forwarded-allow-ips`, `--proxy-allow-from`.
+fn parse_allow_list(s: &str) -> Result<AllowList, String> {
+    AllowList::parse(s).map_err(|e| e.to_string())
 }
 
 impl WorkerConfig {
     /// wsgi.multiprocess: true when requests of this app may be served by more than one worker.
     pub fn multiprocess(&self) -> bool {
-        self.cpus.len() > 1
+        self.total_workers > 1
     }
 }
 
@@ -416,19 +553,61 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
-/// Parses `HOST:PORT` (`[v6]:PORT` for IPv6); `localhost` means 127.0.0.1.
-pub fn parse_bind(bind: &str) -> Result<SocketAddr, ConfigError> {
+/// One `--bind`: where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindSpec {
+    /// `HOST:PORT`: one SO_REUSEPORT socket per worker thread.
+    Tcp(SocketAddr),
+    /// `unix:PATH`: one socket, shared by the worker threads.
+    Unix(PathBuf),
+    /// `fd://N`: an inherited listening socket, shared by the worker threads.
+    Fd(i32),
+}
+
+/// Parses one `--bind`: `unix:PATH`, `fd://N`, or `HOST:PORT` (`[v6]:PORT` for IPv6;
+/// `localhost` means 127.0.0.1).
+pub fn parse_bind(bind: &str) -> Result<BindSpec, ConfigError> {
     let err = || ConfigError::Bind(bind.to_owned());
-    if let Ok(addr) = bind.parse::<SocketAddr>() {
-        return Ok(addr);
+    if let Some(path) = bind.strip_prefix("unix:") {
+        return match path {
+            "" => Err(err()),
+            path => Ok(BindSpec::Unix(PathBuf::from(path))),
+        };
     }
-    let (host, port) = bind.rsplit_once(':').ok_or_else(err)?;
-    let port: u16 = port.parse().map_err(|_| err())?;
+    if let Some(fd) = bind.strip_prefix("fd://") {
+        return fd.parse().map(BindSpec::Fd).map_err(|_| err());
+    }
+    parse_host_port(bind).map(BindSpec::Tcp).ok_or_else(err)
+}
+
+fn parse_host_port(bind: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = bind.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let (host, port) = bind.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
     let host = match host {
         "localhost" | "" => "127.0.0.1",
         h => h,
     };
-    format!("{host}:{port}").parse().map_err(|_| err())
+    format!("{host}:{port}").parse().ok()
+}
+
+/// `--umask` as gunicorn reads it: `0o22`/`022` octal, `0x12` hex, else decimal.
+fn parse_umask(s: &str) -> Result<u32, String> {
+    let parsed = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16)
+    } else if let Some(oct) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
+        u32::from_str_radix(oct, 8)
+    } else if s.len() > 1 && s.starts_with('0') {
+        u32::from_str_radix(&s[1..], 8)
+    } else {
+        s.parse()
+    };
+    match parsed {
+        Ok(mask) if mask <= 0o777 => Ok(mask),
+        _ => Err("expected a mode mask from 0 to 0o777 (e.g. 0o007 or 007)".into()),
+    }
 }
 
 /// Picks the CPU of each worker. Default: one per CPU of the affinity mask, cut to the cgroup's
@@ -489,15 +668,40 @@ mod tests {
 
     #[test]
     fn binds() {
-        assert_eq!(parse_bind("127.0.0.1:8000").unwrap().port(), 8000);
+        let tcp = |s: &str| match parse_bind(s).unwrap() {
+            BindSpec::Tcp(addr) => addr.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tcp("127.0.0.1:8000"), "127.0.0.1:8000");
+        assert_eq!(tcp("localhost:9"), "127.0.0.1:9");
+        assert_eq!(tcp("[::1]:80"), "[::1]:80");
+        assert_eq!(tcp(":80"), "127.0.0.1:80");
         assert_eq!(
-            parse_bind("localhost:9").unwrap().to_string(),
-            "127.0.0.1:9"
+            parse_bind("unix:/run/app.sock").unwrap(),
+            BindSpec::Unix("/run/app.sock".into())
         );
-        assert_eq!(parse_bind("[::1]:80").unwrap().to_string(), "[::1]:80");
-        assert_eq!(parse_bind(":80").unwrap().to_string(), "127.0.0.1:80");
-        assert!(parse_bind("nonsense").is_err());
-        assert!(parse_bind("127.0.0.1:99999").is_err());
+        assert_eq!(parse_bind("fd://3").unwrap(), BindSpec::Fd(3));
+        for bad in [
+            "nonsense",
+            "127.0.0.1:99999",
+            "unix:",
+            "fd://",
+            "fd://x",
+            "no.such.host:80",
+        ] {
+            assert!(parse_bind(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn umasks() {
+        assert_eq!(parse_umask("0"), Ok(0));
+        assert_eq!(parse_umask("007"), Ok(0o7));
+        assert_eq!(parse_umask("0o077"), Ok(0o77));
+        assert_eq!(parse_umask("0x12"), Ok(0x12));
+        assert_eq!(parse_umask("18"), Ok(18));
+        assert!(parse_umask("0o1000").is_err());
+        assert!(parse_umask("abc").is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! A master process binds the listeners and supervises one worker process, which runs one
 //! thread per core. Each worker thread is pinned to its CPU and owns everything on its request
-//! path: an io_uring ring, an SO_REUSEPORT listener, and an own-GIL CPython subinterpreter
+//! path: an io_uring ring, its listeners (an SO_REUSEPORT socket of its own per TCP bind, the
+//! shared socket of a unix or inherited bind), and an own-GIL CPython subinterpreter
 //! (PEP 684). Workers share nothing while serving, so they scale with cores.
 //!
 //! A request flows one way through the modules:
@@ -29,6 +30,11 @@
 //! - [`metrics`] keeps every worker's statistics block in memory shared with the master, which
 //!   serves them to Prometheus (`--metrics-bind`); each worker writes only its own block, and
 //!   the access log (`worker::access_log`) is written once per round.
+//!
+//! Lifecycle: on SIGTERM a worker drains (it stops accepting, answers every request it
+//! received, closes connections as they fall idle); a watchdog ([`wsgi::Watchdog`]) interrupts
+//! app calls that run past `--timeout`; a worker process that should go (`--max-requests`, a
+//! call stuck in C code) asks the master over its status pipe to be replaced.
 //!
 //! Code the compiler cannot check (io_uring submissions, CPython FFI) lives only in [`io`] and
 //! [`wsgi`], behind small safe APIs.

@@ -50,6 +50,7 @@ struct LogFile {
 }
 
 /// Where a process's records go; kept by its signal loop to reopen the file on SIGUSR1.
+#[derive(Clone)]
 pub struct LogHandle(Option<Arc<LogFile>>);
 
 impl LogHandle {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ringwsgi::http::fuzz_checks::{chunked_input, parse_head_input};
+use ringwsgi::http::fuzz_checks::{chunked_input, parse_head_input, proxy_header_input};
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,4 +32,9 @@ fn parse_head_corpus() {
 #[test]
 fn chunked_corpus() {
     replay("chunked", chunked_input);
+}
+
+#[test]
+fn proxy_header_corpus() {
+    replay("proxy_header", proxy_header_input);
 }

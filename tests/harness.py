@@ -26,6 +26,10 @@ ROOT = TESTS_DIR.parent
 APPS_DIR = TESTS_DIR / "apps"
 RINGWSGI = Path(sys.executable).parent / "ringwsgi"
 
+# Flags added to every server the tests start, e.g. RINGWSGI_TEST_ARGS="--mode process" runs the
+# whole suite in process mode.
+EXTRA_ARGS = os.environ.get("RINGWSGI_TEST_ARGS", "").split()
+
 LISTENING_RE = re.compile(r"Listening at: http://([0-9.]+):(\d+)")
 
 # Every Server started and not yet stopped (the session fixture kills leftovers).
@@ -103,7 +107,10 @@ class Server:
         bind: str = "127.0.0.1:0",
         wait_http: bool = True,
         start_timeout: float = 30.0,
+        pass_fds: tuple = (),
+        wrap: tuple = (),
     ):
+        """pass_fds: fds the server inherits; wrap: a command prefix it runs under."""
         self.app = app
         self.args = list(args)
         self.cwd = Path(cwd)
@@ -114,7 +121,7 @@ class Server:
         full_env.pop("SCRIPT_NAME", None)
         if env:
             full_env.update(env)
-        self.cmd = [str(ringwsgi_path()), "--bind", bind, *self.args, app]
+        self.cmd = [*wrap, str(ringwsgi_path()), "--bind", bind, *EXTRA_ARGS, *self.args, app]
         self._stderr_lines: list[str] = []
         self._stdout_lines: list[str] = []
         self._lines_lock = threading.Lock()
@@ -132,6 +139,7 @@ class Server:
             stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            pass_fds=pass_fds,
         )
         self.pgid = self.proc.pid  # start_new_session: the child leads its own group
         with _LIVE_LOCK:

@@ -32,7 +32,7 @@ fn no_fd_leak_over_200_connections() {
     {
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut u = Uring::new(listener, 256).unwrap();
+        let mut u = Uring::new(vec![listener.into()], 256).unwrap();
         let clients = thread::spawn(move || {
             for i in 0..200 {
                 let mut s = TcpStream::connect(addr).unwrap();
@@ -111,7 +111,7 @@ fn peer_reset_during_send_file_one_closed_no_fd_leak() {
 
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16).unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut u = Uring::new(listener, 64).unwrap();
+        let mut u = Uring::new(vec![listener.into()], 64).unwrap();
         let peer = thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -185,7 +185,7 @@ fn pause_resume_many_times_each_client_accepted_once_no_fd_leak() {
     {
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut u = Uring::new(listener, 256).unwrap();
+        let mut u = Uring::new(vec![listener.into()], 256).unwrap();
         // Keeps `wait()` returning while paused (nothing else would for up to a second).
         let stop = Arc::new(AtomicBool::new(false));
         let pinger = {

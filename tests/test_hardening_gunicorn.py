@@ -13,6 +13,7 @@ gunicorn.http.errors (any exception name), and treq's uri() helper.
   few whose rejection comes from a gunicorn-only option with no HTTP rule behind it.
 * gunicorn limit options (limit_request_line, limit_request_fields, limit_request_field_size)
   map to ringwsgi's flags of the same name; 0 (unlimited in gunicorn) keeps ringwsgi's default.
+  So do proxy_protocol (`--proxy-protocol`) and forwarded_allow_ips.
 * HTTP/1.1 requests without Host (most of gunicorn's fixtures) get `Host: gunicorn.fixture`
   inserted after their request line, so they test what they were written for rather than the
   Host rule (which test_hardening_parsing covers).
@@ -43,8 +44,6 @@ RULE_OVERRIDES = {
     "030": (501, "transfer coding not implemented (identity, chunked)"),
     "compat_obs_fold": (400, "obs-fold (gunicorn: permit_obsolete_folding option)"),
     "compat_obs_fold_huge": (400, "obs-fold (gunicorn: permit_obsolete_folding option)"),
-    "pp_01": (400, "PROXY line is a malformed request line (gunicorn: proxy_protocol option)"),
-    "pp_02": (400, "PROXY line is a malformed request line (gunicorn: proxy_protocol option)"),
     # treq's conversion drops the body's newlines: 8599 bytes follow "Content-Length: 17914";
     # gunicorn's parser test reads what is there, over the wire the body never completes.
     "099": (None, "body shorter than its Content-Length, then EOF: no 2xx, close"),
@@ -54,7 +53,6 @@ RULE_OVERRIDES = {
 # counterpart in ringwsgi or in the rules: the request is well-formed HTTP/1.1, so
 # the rules ask for it to be served (invalid/040 is byte-identical to valid/040).
 GUNICORN_ONLY = {
-    "019": "forwarded_allow_ips: conflicting X-Forwarded-Proto/-Ssl",
     "040": "header_map=refuse: underscore header names (same bytes as valid/040)",
     "chunked_07": "header_map=refuse: Transfer_Encoding next to Transfer-Encoding",
     # gunicorn's method pattern is stricter than RFC 9110: `-bl` is a token, so a valid method.
@@ -174,6 +172,10 @@ def server_args(settings: dict, exc_name: str = "") -> tuple:
     for name, flag in LIMIT_FLAGS.items():
         if name in eff:
             args += [flag, str(eff[name] or UNLIMITED)]
+    if settings.get("proxy_protocol"):
+        args.append("--proxy-protocol")
+    if "forwarded_allow_ips" in settings:
+        args += ["--forwarded-allow-ips", settings["forwarded_allow_ips"]]
     return tuple(args)
 
 
@@ -191,7 +193,9 @@ def servers():
     def get(args):
         if args not in started:
             try:
-                started[args] = Server("hardening_app:app", "--workers", "1", *args)
+                # A --proxy-protocol server does not answer the plain HTTP start-up probe.
+                wait_http = "--proxy-protocol" not in args
+                started[args] = Server("hardening_app:app", "--workers", "1", *args, wait_http=wait_http)
             except AssertionError as e:
                 started[args] = e
         s = started[args]

@@ -2,6 +2,7 @@
 //! on fuzzer input, and `tests/fuzz_corpus.rs` replays the committed corpus through them on the
 //! stable toolchain (CI). Each panics when an invariant breaks.
 
+use super::proxy_protocol::{self, Parsed, Versions, MAX_V2_LEN, V1_MAX};
 use super::{
     check_partial_head, find_head_end, new_header_slots, parse_head, ChunkError, ChunkedDecoder,
     HeadLimits, ScanState,
@@ -41,6 +42,28 @@ pub fn chunked_input(data: &[u8]) {
         assert!(*n <= input.len());
         if limit != 0 {
             assert!(body.len() as u64 <= limit);
+        }
+    }
+}
+
+/// The PROXY header parser on arbitrary bytes, for each accepted set of versions, fed one byte
+/// more at a time as a server receives it: every prefix is `Incomplete` until the first that is
+/// not, and that answer is the whole input's (a header never depends on the bytes after it, a
+/// refusal never turns into a header). A header lies inside the input and inside its version's
+/// size bound.
+pub fn proxy_header_input(data: &[u8]) {
+    for versions in [Versions::V1, Versions::V2, Versions::Any] {
+        let whole = proxy_protocol::parse(data, versions);
+        let settled = (0..=data.len())
+            .map(|n| proxy_protocol::parse(&data[..n], versions))
+            .find(|r| *r != Ok(Parsed::Incomplete));
+        assert_eq!(settled.unwrap_or(Ok(Parsed::Incomplete)), whole);
+        if let Ok(Parsed::Header { len, .. }) = whole {
+            assert!(len <= data.len());
+            assert!(len <= V1_MAX.max(16 + MAX_V2_LEN));
+            if data[0] == b'P' {
+                assert!(len <= V1_MAX);
+            }
         }
     }
 }

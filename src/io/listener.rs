@@ -1,22 +1,37 @@
-//! Listening sockets: `bind_reuseport` creates one (SO_REUSEADDR + SO_REUSEPORT, CLOEXEC),
-//! `adopt_listener` takes over one inherited from the master process (the one place a raw fd
-//! becomes owned here), and `set_inheritable` toggles CLOEXEC for handing fds to a child.
+//! Listening sockets: `bind_reuseport` creates a TCP one (SO_REUSEADDR + SO_REUSEPORT, CLOEXEC),
+//! `bind_unix` a unix-domain one, `adopt_listener` takes over one inherited from a parent (the
+//! master, systemd, or whoever passed `fd://N`: the one place a raw fd becomes owned here), and
+//! `set_inheritable` toggles CLOEXEC for handing fds to a child.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// A TCP listener bound to `addr` with SO_REUSEADDR and SO_REUSEPORT, listening with
-/// `backlog`, close-on-exec, in blocking mode (io_uring does the waiting).
+/// `backlog`, close-on-exec, in blocking mode (io_uring does the waiting). An IPv6 address
+/// gets IPV6_V6ONLY (`[::]` does not take IPv4 too: bind `0.0.0.0` as well for that).
 pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     // socket2 creates sockets with SOCK_CLOEXEC on Linux.
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// A unix-domain stream socket bound to `path` (which must not exist) and listening with
+/// `backlog`, close-on-exec. The file's mode comes from the process umask.
+pub fn bind_unix(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
     socket.listen(backlog)?;
     Ok(socket.into())
 }
@@ -30,23 +45,28 @@ pub fn set_inheritable(fd: BorrowedFd<'_>, yes: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes ownership of a listening TCP socket inherited from the master (`fd` must be open and
-/// owned by nobody else in this process). Checks SO_ACCEPTCONN, SOCK_STREAM, TCP and an inet
-/// domain, and sets CLOEXEC again. On error the fd is left open and ownership is not taken.
-pub fn adopt_listener(fd: RawFd) -> io::Result<TcpListener> {
+/// Takes ownership of an inherited listening socket (`fd` must be owned by nobody else in this
+/// process). Checks that it is open, SO_ACCEPTCONN, SOCK_STREAM, and TCP or unix-domain, and
+/// sets CLOEXEC again. On error the fd is left open (if it was) and ownership is not taken.
+pub fn adopt_listener(fd: RawFd) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "negative listener fd",
         ));
     }
-    // SAFETY: the caller hands over an fd inherited from the master that nothing else in this
-    // process owns (documented contract; this is the single place a raw listener fd becomes
-    // owned). `fd >= 0` was checked. On the error paths below ownership is given back with
-    // `into_raw_fd`, so the fd is never closed behind the caller's back.
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF (checked) when
+    // `fd` is not open, so no fd that does not exist becomes owned.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the caller hands over an inherited fd, open (checked above), that nothing else in
+    // this process owns (documented contract; this is the single place a raw listener fd
+    // becomes owned). On the error paths below ownership is given back with `into_raw_fd`, so
+    // the fd is never closed behind the caller's back.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     match check_listener(&owned) {
-        Ok(()) => Ok(TcpListener::from(owned)),
+        Ok(()) => Ok(owned),
         Err(e) => {
             let _ = owned.into_raw_fd();
             Err(e)
@@ -79,11 +99,13 @@ fn check_listener(fd: &OwnedFd) -> io::Result<()> {
         return Err(bad("not a stream socket"));
     }
     let domain = sock.domain()?;
-    if domain != Domain::IPV4 && domain != Domain::IPV6 {
-        return Err(bad("not an IPv4/IPv6 socket"));
-    }
-    if sock.protocol()? != Some(Protocol::TCP) {
-        return Err(bad("not a TCP socket"));
+    if domain != Domain::UNIX {
+        if domain != Domain::IPV4 && domain != Domain::IPV6 {
+            return Err(bad("not a TCP or unix-domain socket"));
+        }
+        if sock.protocol()? != Some(Protocol::TCP) {
+            return Err(bad("not a TCP socket"));
+        }
     }
     if !sock.is_listener()? {
         return Err(bad("not listening"));
@@ -121,7 +143,7 @@ mod tests {
         let l = bind_reuseport("127.0.0.1:0".parse().unwrap(), 128).unwrap();
         let dup = l.as_fd().try_clone_to_owned().unwrap();
         set_inheritable(dup.as_fd(), true).unwrap();
-        let adopted = adopt_listener(dup.into_raw_fd()).unwrap();
+        let adopted = TcpListener::from(adopt_listener(dup.into_raw_fd()).unwrap());
         assert!(cloexec(adopted.as_fd()));
         assert_eq!(adopted.local_addr().unwrap(), l.local_addr().unwrap());
 
@@ -134,5 +156,23 @@ mod tests {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(adopt_listener(udp.as_raw_fd()).is_err());
         assert!(adopt_listener(-1).is_err());
+        // An fd that is not open is refused (no fd table is that large here).
+        assert!(adopt_listener(1 << 30).is_err());
+    }
+
+    #[test]
+    fn unix_listener_is_adoptable_and_v6_is_v6only() {
+        let dir = std::env::temp_dir().join(format!("ringwsgi-listener-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let unix = bind_unix(&path, 16).unwrap();
+        assert!(cloexec(unix.as_fd()));
+        let dup = unix.as_fd().try_clone_to_owned().unwrap();
+        assert!(adopt_listener(dup.into_raw_fd()).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+        if let Ok(v6) = bind_reuseport("[::1]:0".parse().unwrap(), 16) {
+            assert!(SockRef::from(&v6).only_v6().unwrap());
+        }
     }
 }

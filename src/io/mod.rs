@@ -16,7 +16,7 @@ mod memory;
 mod shm;
 mod uring;
 
-pub use listener::{adopt_fd, adopt_listener, bind_reuseport, set_inheritable};
+pub use listener::{adopt_fd, adopt_listener, bind_reuseport, bind_unix, set_inheritable};
 pub use memory::Memory;
 pub use shm::SharedMemory;
 

@@ -1,7 +1,9 @@
 //! `Uring`: the real transport, one io_uring per worker thread, driven directly (no runtime).
 //!
-//! One multishot accept on the listener (cancelled by `pause_accepting`/`stop_accepting`, re-armed
-//! by `resume_accepting` only after the cancelled one's final completion), one read on an eventfd (the `Waker`), one re-armed
+//! One accept per listener (multishot on the ring's own SO_REUSEPORT sockets, re-armed per
+//! connection on shared ones; each cancelled by `pause_accepting`/`stop_accepting`, re-armed by
+//! `resume_accepting` only after the cancelled one's final completion; the `user_data` index
+//! says which listener), one read on an eventfd (the `Waker`), one re-armed
 //! 1-second timeout (`Tick`), and per connection at most one receive, one send and one shutdown
 //! in flight. Each SQE's `user_data` encodes the operation kind, the slot generation and the
 //! slot index (`encode`), so every completion finds its connection and a stale one is ignored.
@@ -83,6 +85,8 @@ enum Op {
     SpliceOut = 9,
     /// `write_file`; the index is the `Uring::writes` entry, not a slot.
     Write = 10,
+    /// A cancel aimed at the accept of listener `index`.
+    CancelAccept = 11,
 }
 
 impl Op {
@@ -98,6 +102,7 @@ impl Op {
             8 => Op::SpliceIn,
             9 => Op::SpliceOut,
             10 => Op::Write,
+            11 => Op::CancelAccept,
             _ => return None,
         })
     }
@@ -139,14 +144,14 @@ enum State {
     Closed,
 }
 
-/// Where the multishot accept stands in the kernel. At most one is ever in flight: a new one
-/// is armed only from `Idle`, which is reached only through the final completion (no MORE flag)
-/// of the previous one.
+/// Where a listener's accept stands in the kernel. At most one is ever in flight: a new one
+/// is armed only from `Idle`, which is reached only through the final completion (no MORE flag;
+/// a single-shot accept's only one) of the previous one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Accept {
     /// Not in flight: armed at the next `wait` if `Accepting::On`.
     Idle,
-    /// Multishot accept in flight.
+    /// Accept in flight.
     Armed,
     /// In flight with a cancel requested (pause/stop): waiting for its final completion.
     /// Connections it accepted meanwhile are still reported (`Accepted`).
@@ -164,8 +169,22 @@ enum Accepting {
     Stopped,
 }
 
-/// `index` of the cancel request aimed at the accept (told apart from connection cancels).
-const ACCEPT_CANCEL: u32 = u32::MAX;
+/// One listening socket (TCP or unix-domain) and its multishot accept.
+struct Listener {
+    fd: OwnedFd,
+    /// A multishot accept (an SO_REUSEPORT socket: this ring's own) or one accept per
+    /// connection (a socket every worker thread shares; see `Uring::new`).
+    multishot: bool,
+    accept: Accept,
+    /// The accept's cancel found it executing (EALREADY): asked again at the next tick.
+    recancel: bool,
+}
+
+impl Listener {
+    fn in_flight(&self) -> bool {
+        matches!(self.accept, Accept::Armed | Accept::Cancelling)
+    }
+}
 
 /// Output queued behind a `send_file`, sent in order before `Slot::output`.
 enum Segment {
@@ -298,8 +317,8 @@ pub struct Uring {
     ring: IoUring,
     /// io_uring_enter calls so far (statistics).
     enters: u64,
-    /// The listening socket (TCP or unix-domain).
-    listener: OwnedFd,
+    /// The listening sockets, each with its own accept (`Op::Accept`'s index).
+    listeners: Vec<Listener>,
     wake_fd: Arc<EventFd>,
     /// Target of the eventfd read (kernel-written while `wake_armed`).
     wake_buf: Box<u64>,
@@ -315,10 +334,7 @@ pub struct Uring {
     cqes: Vec<Cqe>,
     /// Events produced so far this round (or between rounds, e.g. by `abort`).
     ready: Vec<Event>,
-    accept: Accept,
     accepting: Accepting,
-    /// The accept's cancel found it executing (EALREADY): asked again at the next tick.
-    recancel_accept: bool,
     wake_armed: bool,
     wake_paused: bool,
     timeout_armed: bool,
@@ -373,19 +389,35 @@ fn retryable(e: &io::Error) -> bool {
 }
 
 impl Uring {
-    /// Sets up the ring on the calling thread (which must be the one driving it) and arms the
-    /// multishot accept on `listener` (a listening TCP or unix-domain socket), the waker read
-    /// and the tick timeout.
-    pub fn new(listener: impl Into<OwnedFd>, entries: u32) -> io::Result<Uring> {
-        let listener = listener.into();
-        // io_uring does the waiting; a non-blocking listener would make accept fail with EAGAIN.
-        SockRef::from(&listener).set_nonblocking(false)?;
+    /// Sets up the ring on the calling thread (which must be the one driving it) and arms an
+    /// accept on each of `listeners` (listening TCP or unix-domain sockets), the waker read and
+    /// the tick timeout. An SO_REUSEPORT socket is this ring's own: one multishot accept takes
+    /// all its connections. Any other socket may be shared by several rings (a unix socket, an
+    /// inherited one): it gets one accept per connection, re-armed once that one completed, so
+    /// each ring goes to the back of the socket's queue of waiters and idle rings take turns (a
+    /// multishot accept would stay first in the queue and take every connection).
+    pub fn new(listeners: Vec<OwnedFd>, entries: u32) -> io::Result<Uring> {
+        let listeners = listeners
+            .into_iter()
+            .map(|fd| {
+                // io_uring does the waiting; a non-blocking listener would make accept fail
+                // with EAGAIN.
+                let sock = SockRef::from(&fd);
+                sock.set_nonblocking(false)?;
+                Ok(Listener {
+                    multishot: sock.reuse_port()?,
+                    fd,
+                    accept: Accept::Idle,
+                    recancel: false,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         let ring = build_ring(entries.max(8))?;
         let wake_fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)?;
         let uring = Uring {
             enters: 0,
             ring,
-            listener,
+            listeners,
             wake_fd: Arc::new(wake_fd),
             wake_buf: Box::new(0),
             timespec: Box::new(types::Timespec::new().sec(1)),
@@ -396,9 +428,7 @@ impl Uring {
             todo: Vec::new(),
             cqes: Vec::new(),
             ready: Vec::new(),
-            accept: Accept::Idle,
             accepting: Accepting::On,
-            recancel_accept: false,
             wake_armed: false,
             wake_paused: false,
             timeout_armed: false,
@@ -474,15 +504,14 @@ impl Uring {
 
     fn cancel(&mut self, target: u64) {
         let (op, index, gen) = decode(target);
-        let index = if op == Some(Op::Accept) {
-            ACCEPT_CANCEL
+        let kind = if op == Some(Op::Accept) {
+            Op::CancelAccept
         } else {
-            index
+            Op::Cancel
         };
-        let entry =
-            opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(encode(Op::Cancel, index, gen));
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(encode(kind, index, gen));
         // SAFETY: a cancel request references no memory (the target is matched by user_data).
         unsafe { self.push(&entry) };
     }
@@ -490,14 +519,25 @@ impl Uring {
     // ----- background ops: accept, waker, tick -----
 
     fn arm_background(&mut self) {
-        if self.accept == Accept::Idle && self.accepting == Accepting::On {
-            let entry = opcode::AcceptMulti::new(types::Fd(self.listener.as_raw_fd()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-                .user_data(encode(Op::Accept, 0, 0));
-            self.accept = Accept::Armed;
+        for index in 0..self.listeners.len() {
+            let listener = &mut self.listeners[index];
+            if listener.accept != Accept::Idle || self.accepting != Accepting::On {
+                continue;
+            }
+            let fd = types::Fd(listener.fd.as_raw_fd());
+            let entry = if listener.multishot {
+                opcode::AcceptMulti::new(fd)
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            } else {
+                opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            }
+            .user_data(encode(Op::Accept, index as u32, 0));
+            listener.accept = Accept::Armed;
             // SAFETY: the accept passes no address buffer; the listener outlives the ring's ops
-            // (Drop cancels the accept and waits for it before fields are dropped).
+            // (Drop cancels the accepts and waits for them before fields are dropped).
             unsafe { self.push(&entry) };
         }
         if !self.wake_armed && !self.wake_paused {
@@ -522,19 +562,24 @@ impl Uring {
         }
     }
 
-    /// Cancels the multishot accept if it is armed (pause/stop). The final completion moves
+    /// Cancels every armed multishot accept (pause/stop). Each final completion moves
     /// `Cancelling` to `Idle`; completions before it still carry accepted fds.
-    fn cancel_accept(&mut self) {
-        if self.accept == Accept::Armed {
-            self.accept = Accept::Cancelling;
-            self.cancel(encode(Op::Accept, 0, 0));
+    fn cancel_accepts(&mut self) {
+        for index in 0..self.listeners.len() {
+            if self.listeners[index].accept == Accept::Armed {
+                self.listeners[index].accept = Accept::Cancelling;
+                self.cancel(encode(Op::Accept, index as u32, 0));
+            }
         }
     }
 
-    fn on_accept(&mut self, c: Cqe) {
-        if !cqueue::more(c.flags) && matches!(self.accept, Accept::Armed | Accept::Cancelling) {
-            self.accept = Accept::Idle;
-            self.recancel_accept = false;
+    fn on_accept(&mut self, index: u32, c: Cqe) {
+        let Some(listener) = self.listeners.get_mut(index as usize) else {
+            return;
+        };
+        if !cqueue::more(c.flags) && matches!(listener.accept, Accept::Armed | Accept::Cancelling) {
+            listener.accept = Accept::Idle;
+            listener.recancel = false;
         }
         // Whatever the state (paused, stopping): an accepted fd is never dropped.
         if c.result >= 0 {
@@ -555,8 +600,8 @@ impl Uring {
                     "accept failed: {} (retrying at the next tick)",
                     io::Error::from_raw_os_error(err)
                 );
-                if self.accept == Accept::Idle {
-                    self.accept = Accept::Backoff;
+                if listener.accept == Accept::Idle {
+                    listener.accept = Accept::Backoff;
                 }
             }
         }
@@ -622,12 +667,15 @@ impl Uring {
             return;
         }
         self.ready.push(Event::Tick);
-        if self.accept == Accept::Backoff {
-            self.accept = Accept::Idle;
-        }
-        if self.recancel_accept && self.accept == Accept::Cancelling {
-            self.recancel_accept = false;
-            self.cancel(encode(Op::Accept, 0, 0));
+        for index in 0..self.listeners.len() {
+            let listener = &mut self.listeners[index];
+            if listener.accept == Accept::Backoff {
+                listener.accept = Accept::Idle;
+            }
+            if listener.recancel && listener.accept == Accept::Cancelling {
+                listener.recancel = false;
+                self.cancel(encode(Op::Accept, index as u32, 0));
+            }
         }
         self.wake_paused = false;
         for index in 0..self.slots.len() {
@@ -1119,18 +1167,18 @@ impl Uring {
         let (op, index, gen) = decode(c.user_data);
         let op = match op {
             Some(Op::Write) => return self.on_write(index, c.result),
-            Some(Op::Accept) => return self.on_accept(c),
+            Some(Op::Accept) => return self.on_accept(index, c),
             Some(Op::Wake) => return self.on_wake(c),
             Some(Op::Timeout) => return self.on_timeout(c),
-            Some(Op::Cancel) => {
-                if index == ACCEPT_CANCEL
-                    && c.result == -libc::EALREADY
-                    && self.accept == Accept::Cancelling
-                {
-                    self.recancel_accept = true;
+            Some(Op::CancelAccept) => {
+                if let Some(listener) = self.listeners.get_mut(index as usize) {
+                    if c.result == -libc::EALREADY && listener.accept == Accept::Cancelling {
+                        listener.recancel = true;
+                    }
                 }
                 return;
             }
+            Some(Op::Cancel) => return,
             None => return,
             Some(op) => op,
         };
@@ -1185,7 +1233,7 @@ impl Uring {
 
     /// Whether any op that references memory or an fd of ours is still in flight.
     fn outstanding(&self) -> bool {
-        matches!(self.accept, Accept::Armed | Accept::Cancelling)
+        self.listeners.iter().any(Listener::in_flight)
             || self.wake_armed
             || self.timeout_armed
             || self.writes_inflight > 0
@@ -1201,8 +1249,10 @@ impl Uring {
                     // SAFETY: a new fd from a successful accept, owned by nobody: closed here.
                     drop(unsafe { OwnedFd::from_raw_fd(c.result) });
                 }
-                if !cqueue::more(c.flags) {
-                    self.accept = Accept::Idle;
+                if let Some(listener) = self.listeners.get_mut(index as usize) {
+                    if !cqueue::more(c.flags) {
+                        listener.accept = Accept::Idle;
+                    }
                 }
             }
             Some(Op::Wake) => self.wake_armed = false,
@@ -1219,7 +1269,7 @@ impl Uring {
                     }
                 }
             }
-            Some(Op::Cancel) | None => {}
+            Some(Op::Cancel | Op::CancelAccept) | None => {}
         }
     }
 }
@@ -1371,13 +1421,13 @@ impl Transport for Uring {
 
     fn stop_accepting(&mut self) {
         self.accepting = Accepting::Stopped;
-        self.cancel_accept();
+        self.cancel_accepts();
     }
 
     fn pause_accepting(&mut self) {
         if self.accepting == Accepting::On {
             self.accepting = Accepting::Paused;
-            self.cancel_accept();
+            self.cancel_accepts();
         }
     }
 
@@ -1402,9 +1452,11 @@ impl Drop for Uring {
     fn drop(&mut self) {
         // 1. Cancel everything in flight (pushed SQEs not yet submitted go out first).
         self.fatal = self.broken.then(|| io::Error::other("ring failed earlier"));
-        if matches!(self.accept, Accept::Armed | Accept::Cancelling) {
-            // Again for `Cancelling`: harmless (ENOENT) if the first cancel worked.
-            self.cancel(encode(Op::Accept, 0, 0));
+        for index in 0..self.listeners.len() {
+            if self.listeners[index].in_flight() {
+                // Again for `Cancelling`: harmless (ENOENT) if the first cancel worked.
+                self.cancel(encode(Op::Accept, index as u32, 0));
+            }
         }
         if self.wake_armed {
             self.cancel(encode(Op::Wake, 0, 0));
@@ -1458,7 +1510,7 @@ impl Drop for Uring {
                 Box::new(types::Timespec::new()),
             ));
         }
-        // 3. Fields drop now: connection fds, listener, eventfd, then the ring.
+        // 3. Fields drop now: connection fds, listeners, eventfd, then the ring.
     }
 }
 
@@ -1475,7 +1527,7 @@ mod tests {
     fn server() -> (Uring, SocketAddr) {
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
-        (Uring::new(listener, 256).unwrap(), addr)
+        (Uring::new(vec![listener.into()], 256).unwrap(), addr)
     }
 
     fn client(addr: SocketAddr) -> TcpStream {
@@ -1904,16 +1956,16 @@ mod tests {
         let (mut u, addr) = server();
         let _ping = Pinger::new(&u);
         run(&mut u, 10, |_, ev| ev == Event::Woken); // accept armed
-        assert_eq!(u.accept, Accept::Armed);
+        assert_eq!(u.listeners[0].accept, Accept::Armed);
         u.pause_accepting();
         u.pause_accepting(); // idempotent: one cancel
-        assert_eq!(u.accept, Accept::Cancelling);
+        assert_eq!(u.listeners[0].accept, Accept::Cancelling);
         // The cancel completes; nothing is re-armed while paused.
-        run(&mut u, 10, |u, _| u.accept == Accept::Idle);
+        run(&mut u, 10, |u, _| u.listeners[0].accept == Accept::Idle);
         let mut c = client(addr); // connect succeeds thanks to the backlog
         c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         none_accepted_for(&mut u, 300);
-        assert_eq!(u.accept, Accept::Idle);
+        assert_eq!(u.listeners[0].accept, Accept::Idle);
         assert_eq!(u.connections(), 0);
 
         u.resume_accepting();
@@ -1938,7 +1990,7 @@ mod tests {
             got.len() == 18
         });
         assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
-        assert_eq!(u.accept, Accept::Armed);
+        assert_eq!(u.listeners[0].accept, Accept::Armed);
         assert_eq!(u.connections(), 1);
     }
 
@@ -1950,17 +2002,17 @@ mod tests {
         u.pause_accepting();
         let _c1 = client(addr);
         none_accepted_for(&mut u, 300);
-        assert_eq!(u.accept, Accept::Idle);
+        assert_eq!(u.listeners[0].accept, Accept::Idle);
         u.resume_accepting();
         run(&mut u, 10, |_, ev| matches!(ev, Event::Accepted { .. }));
-        assert_eq!(u.accept, Accept::Armed);
+        assert_eq!(u.listeners[0].accept, Accept::Armed);
 
         // Pause and resume with no wait in between: the cancelled accept finishes first, then
         // a single new one is armed (never two in flight), and it accepts.
         u.pause_accepting();
         u.resume_accepting();
-        assert_eq!(u.accept, Accept::Cancelling);
-        run(&mut u, 10, |u, _| u.accept == Accept::Armed);
+        assert_eq!(u.listeners[0].accept, Accept::Cancelling);
+        run(&mut u, 10, |u, _| u.listeners[0].accept == Accept::Armed);
         let _c2 = client(addr);
         run(&mut u, 10, |_, ev| matches!(ev, Event::Accepted { .. }));
         assert_eq!(u.connections(), 2);
@@ -1976,10 +2028,10 @@ mod tests {
         u.resume_accepting();
         u.pause_accepting();
         u.resume_accepting();
-        run(&mut u, 10, |u, _| u.accept == Accept::Idle);
+        run(&mut u, 10, |u, _| u.listeners[0].accept == Accept::Idle);
         let _c = client(addr);
         none_accepted_for(&mut u, 300);
-        assert_eq!(u.accept, Accept::Idle);
+        assert_eq!(u.listeners[0].accept, Accept::Idle);
         assert_eq!(u.connections(), 0);
     }
 
@@ -1993,7 +2045,7 @@ mod tests {
         run(&mut u, 10, |_, ev| ev == Event::Woken);
         u.pause_accepting();
         u.resume_accepting();
-        assert_eq!(u.accept, Accept::Cancelling);
+        assert_eq!(u.listeners[0].accept, Accept::Cancelling);
         // A real connected socket (from another listener), as the kernel would hand it over.
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = client(other.local_addr().unwrap());
@@ -2015,7 +2067,7 @@ mod tests {
         };
         assert_eq!(u.connections(), 1);
         // Then the cancel's final completion, then exactly one new accept.
-        run(&mut u, 10, |u, _| u.accept == Accept::Armed);
+        run(&mut u, 10, |u, _| u.listeners[0].accept == Accept::Armed);
         // The adopted connection works.
         u.output(conn).extend_from_slice(b"hi");
         u.close(conn);
@@ -2063,7 +2115,7 @@ mod tests {
             u.pause_accepting();
             let _clients = clients.join().unwrap();
             let until = Instant::now() + Duration::from_millis(50);
-            while Instant::now() < until || u.accept != Accept::Idle {
+            while Instant::now() < until || u.listeners[0].accept != Accept::Idle {
                 events.clear();
                 u.wait(&mut events).unwrap();
                 accepted += events
@@ -2085,12 +2137,47 @@ mod tests {
     }
 
     #[test]
+    fn accepts_on_every_listener_and_pauses_them_all() {
+        let tcp = bind_reuseport("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let path = std::env::temp_dir().join(format!("ringwsgi-uring-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let unix = crate::io::bind_unix(&path, 128).unwrap();
+        let mut u = Uring::new(vec![tcp.into(), unix], 64).unwrap();
+        let mut peers = Vec::new();
+        let _tcp_client = client(addr);
+        let _unix_client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        run(&mut u, 10, |_, ev| {
+            if let Event::Accepted { peer, .. } = ev {
+                peers.push(peer);
+            }
+            peers.len() == 2
+        });
+        assert!(peers.contains(&Peer::Unix));
+        assert!(peers.iter().any(|p| matches!(p, Peer::Tcp(_))));
+        u.pause_accepting();
+        run(&mut u, 10, |u, _| {
+            u.listeners.iter().all(|l| l.accept == Accept::Idle)
+        });
+        let _late_tcp = client(addr);
+        let _late_unix = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        none_accepted_for(&mut u, 50);
+        u.resume_accepting();
+        let mut late = 0;
+        run(&mut u, 10, |_, ev| {
+            late += usize::from(matches!(ev, Event::Accepted { .. }));
+            late == 2
+        });
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn adopted_listener_accepts() {
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 128).unwrap();
         let addr = listener.local_addr().unwrap();
         let dup = listener.as_fd().try_clone_to_owned().unwrap();
         drop(listener);
-        let mut u = Uring::new(adopt_listener(dup.into_raw_fd()).unwrap(), 64).unwrap();
+        let mut u = Uring::new(vec![adopt_listener(dup.into_raw_fd()).unwrap()], 64).unwrap();
         let t = thread::spawn(move || {
             let mut s = client(addr);
             s.write_all(b"ping").unwrap();

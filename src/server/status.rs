@@ -3,7 +3,9 @@
 //!
 //! - `ready`: every worker thread of the process serves (the app is loaded, the ring is up);
 //! - `replace <reason>`: start a replacement and, once it is ready, stop this process
-//!   gracefully (--max-requests reached, a call stuck past --timeout + --graceful-timeout).
+//!   gracefully (--max-requests reached, a call stuck past --timeout + --graceful-timeout);
+//! - `refused <package>`: the app cannot load in a subinterpreter because an extension module of
+//!   this package refuses them (the process then exits; the master may fall back to processes).
 //!
 //! Signals go the other way (master to worker): SIGTERM graceful stop, SIGINT/SIGQUIT quick
 //! stop, SIGUSR1 reopen log files, SIGUSR2 print statistics.
@@ -21,6 +23,7 @@ pub const STATUS_FD_ENV: &str = "RINGWSGI_STATUS_FD";
 pub enum Status {
     Ready,
     Replace(String),
+    Refused(String),
 }
 
 impl Status {
@@ -29,6 +32,7 @@ impl Status {
         match self {
             Status::Ready => "ready\n".to_owned(),
             Status::Replace(reason) => format!("replace {}\n", reason.replace('\n', " ")),
+            Status::Refused(package) => format!("refused {}\n", package.replace('\n', " ")),
         }
     }
 
@@ -37,6 +41,7 @@ impl Status {
         match line.split_once(' ') {
             None if line == "ready" => Some(Status::Ready),
             Some(("replace", reason)) => Some(Status::Replace(reason.to_owned())),
+            Some(("refused", package)) => Some(Status::Refused(package.to_owned())),
             _ => None,
         }
     }
@@ -68,5 +73,23 @@ pub fn adopt() {
 pub fn notify(status: &Status) {
     if let Some(file) = PIPE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         let _ = file.write_all(status.to_line().as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip() {
+        for status in [
+            Status::Ready,
+            Status::Replace("max requests (1000) reached".into()),
+            Status::Refused("orjson".into()),
+        ] {
+            let line = status.to_line();
+            assert_eq!(Status::parse(line.trim_end_matches('\n')), Some(status));
+        }
+        assert_eq!(Status::parse("bogus"), None);
     }
 }

@@ -1,19 +1,20 @@
-//! One worker thread: pinned to its CPU, with its own interpreter, ring and listener.
+//! One worker thread: pinned to its CPU, with its own interpreter (a subinterpreter, or its own
+//! thread state in the main interpreter in `--mode process`), ring and listeners.
 
-use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::worker_process::Report;
 use crate::config::WorkerConfig;
 use crate::http::HeadLimits;
 use crate::io::{Transport, Uring};
 use crate::worker::access_log::AccessLog;
-use crate::worker::{Control, Limits, Pool, SpoolSettings, Timeouts, Worker};
-use crate::wsgi::{AppSettings, EnvironSettings, SubInterpreter, Wsgi};
+use crate::worker::{Control, Limits, Pool, Proxies, SpoolSettings, Timeouts, Worker};
+use crate::wsgi::{AppSettings, EnvironSettings, Interpreter, Wsgi};
 
 /// io_uring submission queue size per worker thread.
 const RING_ENTRIES: u32 = 4096;
@@ -54,25 +55,49 @@ fn worker_limits(config: &WorkerConfig) -> Limits {
             keep_alive: secs(config.keep_alive),
             body: secs(config.body_timeout),
             write: secs(config.write_timeout),
+            graceful: secs(config.graceful_timeout),
         },
         max_connections: config.worker_connections,
+        max_requests: max_requests(config.max_requests, config.max_requests_jitter),
+        proxies: Proxies {
+            forwarded_allow: config.forwarded_allow_ips.clone(),
+            protocol: config.proxy_protocol.versions(),
+            protocol_allow: config.proxy_allow_from.clone(),
+        },
     }
 }
 
-/// One worker thread: pinned CPU, own interpreter, own ring, own listener.
+/// This thread's `--max-requests`: N plus a random number from 0 to the jitter (as gunicorn).
+fn max_requests(n: u64, jitter: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    if n == 0 || jitter == 0 {
+        return n;
+    }
+    // A randomly keyed hasher is all the randomness this needs.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    n + random % (jitter + 1)
+}
+
+/// One worker thread: pinned CPU, own interpreter, own ring, own listeners.
 pub(super) fn worker_thread(
     index: usize,
-    listener: TcpListener,
+    listeners: Vec<OwnedFd>,
     config: &WorkerConfig,
     control: Arc<Control>,
     tx: Sender<Report>,
+    go: Receiver<()>,
 ) {
     let cpu = config.cpus[index];
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
         tracing::warn!("worker thread {index}: cannot pin to CPU {cpu}");
     }
     let fail = |error: String| {
-        let _ = tx.send(Report::Failed { error });
+        let _ = tx.send(Report::Failed {
+            error,
+            refused_by: None,
+        });
     };
     let access_log = match &config.access_logfile {
         Some(path) => match AccessLog::open(path, &config.access_logformat) {
@@ -86,7 +111,7 @@ pub(super) fn worker_thread(
         },
         None => None,
     };
-    let interpreter = match SubInterpreter::new() {
+    let interpreter = match Interpreter::new(config.interpreters) {
         Ok(i) => i,
         Err(e) => return fail(e.to_string()),
     };
@@ -100,14 +125,18 @@ pub(super) fn worker_thread(
             bound: config.bound,
         },
     };
-    let wsgi = match interpreter.attach(|py| Wsgi::load(py, &settings)) {
+    let mut wsgi = match interpreter.attach(|py| Wsgi::load(py, &settings)) {
         Ok(w) => w,
         Err(e) => {
             interpreter.end();
-            return fail(e.to_string());
+            let _ = tx.send(Report::Failed {
+                error: e.message,
+                refused_by: e.refused_by,
+            });
+            return;
         }
     };
-    let ring = match Uring::new(listener, RING_ENTRIES) {
+    let ring = match Uring::new(listeners, RING_ENTRIES) {
         Ok(r) => r,
         Err(e) => {
             interpreter.attach(|py| wsgi.release(py));
@@ -115,18 +144,27 @@ pub(super) fn worker_thread(
             return fail(explain_ring_error(&e));
         }
     };
+    let raiser = control.watchdog.raiser(interpreter.reference());
+    let watcher = raiser.as_ref().map(|r| r.watcher());
+    if let (Some(watcher), 1) = (&watcher, config.threads) {
+        // The app runs inline on this thread (a pool's threads register themselves).
+        interpreter.attach(|py| wsgi.watch_calls(watcher.watch(py)));
+    }
     let waker = ring.waker();
     let _ = tx.send(Report::Ready {
         waker: waker.clone(),
     });
+    // Wait until the master knows this process is ready (or it is stopping).
+    let _ = go.recv();
     if control.stop.load(Ordering::Acquire) {
         waker.wake();
     }
     let limits = worker_limits(config);
     let head_limits = limits.head;
     let mut worker = Worker::new(ring, wsgi, limits, control);
-    if let Some(stats) = crate::metrics::worker_stats(config.stats_slot + index) {
-        worker = worker.with_stats(stats, config.stats.then_some((index, cpu)));
+    let worker_number = config.first_worker + index;
+    if let Some(stats) = crate::metrics::worker_stats(worker_number) {
+        worker = worker.with_stats(stats, config.stats.then_some((worker_number, cpu)));
     }
     if let Some(log) = access_log {
         worker = worker.with_access_log(log);
@@ -138,6 +176,7 @@ pub(super) fn worker_thread(
             settings,
             head_limits,
             waker,
+            watcher,
         );
         worker = worker.with_pool(pool);
         // This thread never attaches while the pool runs: the pool's threads need the GIL.
@@ -149,6 +188,9 @@ pub(super) fn worker_thread(
     let (wsgi, pool) = worker.into_parts();
     if let Some(pool) = pool {
         pool.shutdown();
+    }
+    if let Some(raiser) = raiser {
+        raiser.stop();
     }
     interpreter.attach(|py| wsgi.release(py));
     interpreter.end();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Once};
 use pyo3::Python;
 
 use super::{Control, Limits, Worker};
-use crate::io::{ConnId, Event, Memory};
+use crate::io::{ConnId, Event, Memory, Transport};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
 static EMBEDDED: Once = Once::new();
@@ -54,6 +54,22 @@ impl InMemoryWorker<'_> {
         self.transport().push_input(conn, bytes);
         self.rounds(12);
         self.transport().take_output(conn)
+    }
+
+    /// Asks for a graceful stop, as SIGTERM does (seen at the next round).
+    pub fn begin_graceful_stop(&mut self) {
+        self.worker
+            .control
+            .drain
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.worker.transport().waker().wake();
+    }
+
+    /// Whether the worker's loop would go on (false once stopped with no connection left).
+    pub fn running(&mut self) -> bool {
+        self.worker
+            .round(Some(self.py), &mut self.events)
+            .expect("in-memory rounds do not fail")
     }
 
     pub fn transport(&mut self) -> &mut Memory {

@@ -30,11 +30,12 @@ use access_log::{AccessLog, Entry};
 pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
+pub use conn::Proxies;
 pub use pool::Pool;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
 use stats::Stats;
-use timeouts::Expired;
 pub use timeouts::Timeouts;
+use timeouts::{Expired, Waiting};
 
 /// What a worker enforces on requests.
 #[derive(Debug, Clone)]
@@ -48,6 +49,10 @@ pub struct Limits {
     pub timeouts: Timeouts,
     /// Open connections per worker; beyond it new ones wait in the listener's backlog.
     pub max_connections: usize,
+    /// Requests after which this worker asks for its process to be replaced (0: never).
+    pub max_requests: u64,
+    /// Who may name the client (PROXY protocol, X-Forwarded-*).
+    pub proxies: Proxies,
 }
 
 impl Default for Limits {
@@ -61,6 +66,8 @@ impl Default for Limits {
             head: HeadLimits::default(),
             timeouts: Timeouts::default(),
             max_connections: 10_000,
+            max_requests: 0,
+            proxies: Proxies::default(),
         }
     }
 }
@@ -70,15 +77,65 @@ impl Default for Limits {
 const MAX_UNSENT: usize = 4 << 20;
 /// Pipelined requests answered per connection before waiting for their responses to drain.
 const MAX_PIPELINED: usize = 64;
+/// The room `Transport::receive` gives a read, at least.
+const RECEIVE_RESERVE: usize = 16 * 1024;
+/// How long after a graceful stop began idle connections are kept open, at least (closed at the
+/// next tick after it).
+const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Requests from the worker process's main thread to its worker threads (read on `Woken` only,
-/// never on the request path).
+/// Requests from the worker process's main thread to its worker threads (read on `Woken`, and
+/// `drain` once per round; never per request).
 #[derive(Debug, Default)]
 pub struct Control {
-    /// Stop: close the connections and end the loop.
+    /// Quick stop (SIGINT, SIGQUIT): abort the connections and end the loop.
     pub stop: AtomicBool,
+    /// Graceful stop (SIGTERM): stop accepting, answer every request already received, close the
+    /// connections as they fall idle, end the loop (at `Timeouts::graceful` at the latest).
+    pub drain: AtomicBool,
     /// Incremented for each statistics report asked for (SIGUSR2).
     pub report: AtomicU64,
+    /// `--timeout`: interrupts app calls that run too long.
+    pub watchdog: wsgi::Watchdog,
+    /// Asks the master for a replacement of this worker process (once per process).
+    pub replacement: Arc<Replacement>,
+}
+
+/// Asks (once) for this worker process to be replaced: the master starts a new one and, once it
+/// serves, stops this one gracefully.
+#[derive(Default)]
+pub struct Replacement {
+    asked: AtomicBool,
+    ask: Option<AskReplacement>,
+}
+
+/// How a replacement is asked for (the status pipe to the master).
+type AskReplacement = Box<dyn Fn(&str) + Send + Sync>;
+
+impl Replacement {
+    /// `ask` sends the request (the status pipe).
+    pub fn new(ask: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Replacement {
+            asked: AtomicBool::new(false),
+            ask: Some(Box::new(ask)),
+        }
+    }
+
+    /// Sends `reason` unless a request was sent already.
+    pub fn ask(&self, reason: &str) {
+        if !self.asked.swap(true, Ordering::AcqRel) {
+            if let Some(ask) = &self.ask {
+                ask(reason);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Replacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replacement")
+            .field("asked", &self.asked)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A worker's event loop over transport `T`.
@@ -97,8 +154,16 @@ pub struct Worker<T: Transport> {
     accept_paused: bool,
     control: Arc<Control>,
     stopping: bool,
+    /// The graceful stop under way, if any.
+    drain: Option<Drain>,
+    /// Rounds so far (a drain tells reads made before it from reads made after it by them).
+    rounds: u64,
+    /// The round had a `Tick`: deadlines are checked once its other events are handled.
+    ticked: bool,
     /// Requests answered in the current round (the batch size).
     answered: usize,
+    /// Requests taken on so far (inline or handed to the pool), for `max_requests`.
+    served: u64,
     /// `--stats` or `--metrics-bind`: this worker's statistics block.
     stats: Option<Stats>,
     /// `--stats`: who this worker is (index, CPU), the last report asked for.
@@ -107,6 +172,20 @@ pub struct Worker<T: Transport> {
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A graceful stop under way.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// The round in which it began. A read completed in a later round was made after the
+    /// signal, so it holds every byte the kernel had for that connection by then (unless it
+    /// filled the buffer).
+    round: u64,
+    /// When idle connections may be closed: one tick on, every byte sent before the signal has
+    /// been read, and a request racing the close gets a moment to arrive and be answered.
+    close_idle_after: Instant,
+    /// `--graceful-timeout`: whatever is left then is aborted.
+    deadline: Instant,
+}
 
 /// What to do with a connection after its input was processed.
 enum Next {
@@ -139,7 +218,11 @@ impl<T: Transport> Worker<T> {
             accept_paused: false,
             control,
             stopping: false,
+            drain: None,
+            rounds: 0,
+            ticked: false,
             answered: 0,
+            served: 0,
             stats: None,
             report: None,
             access_log: None,
@@ -197,6 +280,11 @@ impl<T: Transport> Worker<T> {
         events: &mut Vec<Event>,
     ) -> std::io::Result<bool> {
         events.clear();
+        if self.drain.is_none() && !self.stopping && self.control.drain.load(Ordering::Acquire) {
+            // Seen before the wait (one load per round, not per request): every read of this
+            // round then happens after the signal, so its responses can already say close.
+            self.begin_drain();
+        }
         let io = &mut self.io;
         match py {
             Some(py) => wsgi::detached(py, || io.wait(events))?,
@@ -204,8 +292,17 @@ impl<T: Transport> Worker<T> {
         }
         self.date.refresh(SystemTime::now());
         self.now = Instant::now();
+        self.rounds += 1;
         for &event in events.iter() {
             self.handle(py, event);
+        }
+        if self.served >= self.limits.max_requests && self.limits.max_requests != 0 {
+            self.max_requests_reached();
+        }
+        if std::mem::take(&mut self.ticked) {
+            // After the round's other events: a connection is not taken for idle while a read
+            // for it waits further down the list.
+            self.check_deadlines();
         }
         if let Some(stats) = &mut self.stats {
             let elapsed = self.now.elapsed();
@@ -234,20 +331,27 @@ impl<T: Transport> Worker<T> {
             Event::Accepted { conn, peer } => self.accepted(conn, peer),
             Event::Received { conn, n } => {
                 let now = self.now;
+                if self.drain.is_some() {
+                    self.read_while_draining(conn, n);
+                }
                 if let Some(c) = self.conn_mut(conn) {
                     c.read_eof |= n == 0;
                     c.clock.activity = now;
-                    self.process(py, conn);
+                    if !c.awaiting_proxy_header || self.proxy_header_read(conn) {
+                        self.process(py, conn);
+                    }
                 }
             }
             Event::Sent { conn } => self.sent(py, conn),
             Event::FileWritten { conn, result } => self.spool_written(py, conn, result),
             Event::Closed { conn } => self.closed(py, conn),
-            Event::Tick => self.check_deadlines(),
+            Event::Tick => self.ticked = true,
             Event::Woken => {
                 self.replies(py);
-                if self.control.stop.load(Ordering::Acquire) && !self.stopping {
-                    self.begin_stop();
+                if self.control.stop.load(Ordering::Acquire) {
+                    self.quick_stop();
+                } else if self.control.drain.load(Ordering::Acquire) && !self.stopping {
+                    self.begin_drain();
                 }
                 let asked = self.control.report.load(Ordering::Acquire);
                 if let Some((_, _, seen)) = &mut self.report {
@@ -268,15 +372,21 @@ impl<T: Transport> Worker<T> {
     }
 
     fn accepted(&mut self, id: ConnId, peer: Peer) {
-        if self.stopping {
+        // Accepted while a drain began: served like the others (its client may have sent a
+        // request already); a quick stop aborts it.
+        if self.stopping && self.drain.is_none() {
             self.io.abort(id);
             return;
         }
+        let Some(conn) = Conn::admit(id, peer, self.now, &self.limits.proxies) else {
+            self.io.abort(id);
+            return;
+        };
         let index = id.index();
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
-        self.conns[index] = Some(Conn::new(id, peer, self.now));
+        self.conns[index] = Some(conn);
         self.open += 1;
         if let Some(stats) = &self.stats {
             stats.open(self.open);
@@ -346,7 +456,9 @@ impl<T: Transport> Worker<T> {
             limits,
             pool,
             now,
+            drain,
             answered: answered_in_round,
+            served,
             stats,
             access_log,
             ..
@@ -379,11 +491,19 @@ impl<T: Transport> Worker<T> {
                 break Next::Receive;
             };
             let mut slots = http::new_header_slots();
-            let req = match http::parse_head(&buf[..head_end], &mut slots, &limits.head) {
+            let mut req = match http::parse_head(&buf[..head_end], &mut slots, &limits.head) {
                 Ok(req) => req,
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
                     http::write_error_response(output, err.status, Version::Http11, date);
+                    break Next::Close;
+                }
+            };
+            let client = match conn.client(req.headers, &limits.proxies) {
+                Ok(client) => client,
+                Err(err) => {
+                    tracing::info!(peer = %conn.peer, "bad request: {err}");
+                    http::write_error_response(output, 400, req.version, date);
                     break Next::Close;
                 }
             };
@@ -441,6 +561,11 @@ impl<T: Transport> Worker<T> {
                 }
             };
             let total = req.head_len + body_len;
+            if drain.is_some() && conn.read_after_drain && buf.len() == total {
+                // Draining, and nothing of a further request was sent before the signal: this
+                // response says the connection closes, so the client sends nothing more on it.
+                req.keep_alive = false;
+            }
             if buf.len() < total {
                 // Wait for the body; the head is found again (from its start) once it is here.
                 conn.need = total;
@@ -466,9 +591,11 @@ impl<T: Transport> Worker<T> {
                     conn: id,
                     head: buf[..req.head_len].to_vec(),
                     body,
-                    peer: conn.peer.addr(),
+                    client,
+                    keep_alive: req.keep_alive,
                 });
                 pos += total;
+                *served += 1;
                 conn.request_done();
                 conn.in_pool = true;
                 break Next::Wait;
@@ -479,15 +606,14 @@ impl<T: Transport> Worker<T> {
                 stats.started();
             }
             let mark = output.len();
-            let respond = wsgi.call(inline(py), &req, body, conn.peer.addr(), output, date);
+            let respond = wsgi.call(inline(py), &req, body, client, output, date);
             if stats.is_some() || access_log.is_some() {
                 let answer = (&output[mark..], &respond);
-                let remote = conn.peer.addr().map(|a| a.ip());
                 observe(
                     stats,
                     access_log,
                     &req,
-                    remote,
+                    client.addr,
                     answer,
                     (*now, called),
                     date,
@@ -496,6 +622,7 @@ impl<T: Transport> Worker<T> {
             pos += total;
             answered += 1;
             *answered_in_round += 1;
+            *served += 1;
             conn.request_done();
             match respond {
                 Respond::Done { keep_alive: true } => continue,
@@ -629,13 +756,25 @@ impl<T: Transport> Worker<T> {
     /// Closes the connections whose deadline passed (about once a second).
     fn check_deadlines(&mut self) {
         let (now, timeouts) = (self.now, self.limits.timeouts);
+        if let Some(drain) = self.drain {
+            if now >= drain.deadline {
+                let aborted = self.abort_all();
+                if aborted > 0 {
+                    tracing::warn!("--graceful-timeout passed: aborted {aborted} connections");
+                }
+                return;
+            }
+        }
+        let close_idle = self
+            .drain
+            .is_some_and(|d| self.rounds > d.round && now >= d.close_idle_after);
         let mut expired = Vec::new();
         for conn in self.conns.iter_mut().flatten().filter(|c| !c.closing) {
             let pending = self.io.pending_output(conn.id);
-            if let Some(what) = conn
-                .clock
-                .check(conn.waiting(pending), pending, now, &timeouts)
-            {
+            let waiting = conn.waiting(pending);
+            if close_idle && waiting == Waiting::Idle {
+                expired.push((conn.id, Expired::Idle));
+            } else if let Some(what) = conn.clock.check(waiting, pending, now, &timeouts) {
                 expired.push((conn.id, what));
             }
         }
@@ -688,16 +827,72 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    /// Stop accepting and close every connection (graceful draining comes with the lifecycle work).
-    fn begin_stop(&mut self) {
+    /// Quick stop: stop accepting and abort every connection (also in the middle of a drain).
+    fn quick_stop(&mut self) {
+        if self.stopping && self.drain.is_none() {
+            return;
+        }
+        self.stopping = true;
+        self.drain = None;
+        self.io.stop_accepting();
+        self.abort_all();
+    }
+
+    /// Graceful stop: stop accepting (later clients wait in the listener's backlog for the next
+    /// worker process) and let every connection finish what it has received; connections close
+    /// as their last response goes out or, idle, at the next tick; see [`Drain`].
+    fn begin_drain(&mut self) {
         self.stopping = true;
         self.io.stop_accepting();
+        self.drain = Some(Drain {
+            round: self.rounds,
+            close_idle_after: self.now + DRAIN_LINGER,
+            deadline: self.now + self.limits.timeouts.graceful,
+        });
+        tracing::debug!(
+            "draining {} connections (at most {:?})",
+            self.io.connections(),
+            self.limits.timeouts.graceful
+        );
+    }
+
+    /// Notes that a connection's read of `n` bytes happened after the drain began (see
+    /// [`Drain::round`]).
+    fn read_while_draining(&mut self, id: ConnId, n: usize) {
+        let Some(drain) = self.drain else { return };
+        if self.rounds <= drain.round || self.conn_mut(id).is_none() {
+            return;
+        }
+        let input = self.io.input(id);
+        // A receive has at least RECEIVE_RESERVE of room: a shorter read took all there was.
+        let filled = n >= RECEIVE_RESERVE && input.len() == input.capacity();
+        if let Some(conn) = self.conn_mut(id) {
+            conn.read_after_drain |= !filled;
+        }
+    }
+
+    /// `max_requests` reached: ask for a replacement (once) and serve on until the master stops
+    /// this process.
+    fn max_requests_reached(&mut self) {
+        tracing::info!(
+            "{} requests served (--max-requests): asking for a replacement",
+            self.served
+        );
+        self.control.replacement.ask("max-requests");
+        self.limits.max_requests = 0;
+    }
+
+    /// Aborts every connection still open; returns how many.
+    fn abort_all(&mut self) -> usize {
+        let mut aborted = 0;
         for conn in self.conns.iter_mut().flatten() {
             if !conn.closing {
                 conn.closing = true;
                 self.io.abort(conn.id);
+                aborted += 1;
             }
         }
+        aborted
     }
 }
 

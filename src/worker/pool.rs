@@ -1,29 +1,33 @@
 //! `--threads N`: N Python threads of the worker's interpreter for apps that block on I/O.
 //!
 //! Only plain data crosses threads: the I/O thread sends a [`Job`] (the request head's bytes,
-//! the body, the peer) through a crossbeam channel; a pool thread parses the head again, calls
+//! the body, the client) through a crossbeam channel; a pool thread parses the head again, calls
 //! the app with its own [`Wsgi`] state (the app module itself is shared through `sys.modules`)
 //! and sends back [`Reply`]s holding response bytes, waking the I/O loop. A streaming body is
 //! sent one block at a time: the pool thread waits for the I/O thread's acknowledgement that the
 //! previous block was sent (or that the client is gone) before it pulls the next.
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::http::{self, DateCache, HeadLimits, Version};
+use crate::http::{self, Client, DateCache, HeadLimits, Version};
 use crate::io::{ConnId, Waker};
-use crate::wsgi::{self, AppSettings, FileBody, Input, InterpreterRef, Respond, ThreadState, Wsgi};
+use crate::wsgi::{
+    self, AppSettings, CallWatcher, FileBody, Input, InterpreterRef, Respond, ThreadState, Wsgi,
+};
 
 /// A complete request, as owned bytes.
 pub struct Job {
     pub conn: ConnId,
     pub head: Vec<u8>,
     pub body: OwnedBody,
-    pub peer: Option<SocketAddr>,
+    /// Who the request is from (REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme).
+    pub client: Client,
+    /// False when the I/O thread decided the connection closes after this response (draining).
+    pub keep_alive: bool,
 }
 
 /// A request body owned by a job.
@@ -73,17 +77,19 @@ impl Pool {
         settings: AppSettings,
         head_limits: HeadLimits,
         waker: Waker,
+        watcher: Option<CallWatcher>,
     ) -> Pool {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         let (replies_tx, replies_rx) = crossbeam_channel::unbounded();
         let settings = std::sync::Arc::new(settings);
         let threads = (0..n)
             .map(|i| {
-                let (jobs, replies, waker, settings) = (
+                let (jobs, replies, waker, settings, watcher) = (
                     jobs_rx.clone(),
                     replies_tx.clone(),
                     waker.clone(),
                     settings.clone(),
+                    watcher.clone(),
                 );
                 std::thread::Builder::new()
                     .name(format!("ringwsgi-app-{i}"))
@@ -95,6 +101,7 @@ impl Pool {
                             &jobs,
                             &replies,
                             &waker,
+                            watcher,
                         )
                     })
                     .expect("spawn a pool thread")
@@ -129,6 +136,7 @@ fn serve_jobs(
     jobs: &Receiver<Job>,
     replies: &Sender<Reply>,
     waker: &Waker,
+    watcher: Option<CallWatcher>,
 ) {
     let thread_state = ThreadState::new(interpreter);
     thread_state.attach(|py| {
@@ -139,6 +147,9 @@ fn serve_jobs(
                 return;
             }
         };
+        if let Some(watcher) = watcher {
+            wsgi.watch_calls(watcher.watch(py));
+        }
         let mut date = DateCache::new();
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
         while let Ok(job) = wsgi::detached(py, || jobs.recv()) {
@@ -151,7 +162,10 @@ fn serve_jobs(
             let mut slots = http::new_header_slots();
             let mut out = Vec::new();
             let req = match http::parse_head(&job.head, &mut slots, head_limits) {
-                Ok(req) => req,
+                Ok(req) => http::Request {
+                    keep_alive: req.keep_alive && job.keep_alive,
+                    ..req
+                },
                 Err(err) => {
                     // The I/O thread parsed this head already; this cannot happen.
                     http::write_error_response(&mut out, err.status, Version::Http11, &date);
@@ -163,7 +177,7 @@ fn serve_jobs(
                 OwnedBody::Bytes(ref bytes) => Input::Bytes(bytes),
                 OwnedBody::File(file) => Input::File(file),
             };
-            let mut respond = wsgi.call(py, &req, input, job.peer, &mut out, &date);
+            let mut respond = wsgi.call(py, &req, input, job.client, &mut out, &date);
             loop {
                 match respond {
                     Respond::Streaming(handle) => {

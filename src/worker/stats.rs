@@ -63,8 +63,10 @@ pub mod word {
     /// Gauges: open connections, requests whose response is not completely queued yet.
     pub const OPEN: usize = SENDS + 1;
     pub const IN_FLIGHT: usize = OPEN + 1;
+    /// The pid of the process writing the slot (0: none), see [`crate::metrics`].
+    pub const OWNER: usize = IN_FLIGHT + 1;
     /// Words used; slots are padded to whole cache-line pairs so no two writers share a line.
-    pub const USED: usize = IN_FLIGHT + 1;
+    pub const USED: usize = OWNER + 1;
 }
 
 /// Words per slot (a multiple of 128 bytes).
@@ -116,6 +118,11 @@ impl Stats {
         stats.set(word::OPEN, 0);
         stats.set(word::IN_FLIGHT, 0);
         Some(stats)
+    }
+
+    /// The slot's owner word (claimed and released by [`crate::metrics`]).
+    pub fn owner(&self) -> &AtomicU64 {
+        self.word(word::OWNER)
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
@@ -285,6 +292,16 @@ impl Stats {
     }
 }
 
+impl Drop for Stats {
+    /// Gives the slot back (if this process claimed it), for a later worker to continue.
+    fn drop(&mut self) {
+        let pid = u64::from(std::process::id());
+        let _ = self
+            .owner()
+            .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,7 +327,7 @@ mod tests {
 
     #[test]
     fn requests_count_by_method_class_and_time() {
-        assert!(Stats::new(stats().memory, 2).is_none());
+        assert!(Stats::new(stats().memory.clone(), 2).is_none());
         let mut stats = stats();
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);

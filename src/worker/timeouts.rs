@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-/// The time limits of `--header-timeout`, `--keep-alive`, `--body-timeout`, `--write-timeout`.
+/// The time limits of `--header-timeout`, `--keep-alive`, `--body-timeout`, `--write-timeout`,
+/// `--graceful-timeout`.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// From the first byte of a request head to its end.
@@ -14,6 +15,8 @@ pub struct Timeouts {
     pub body: Duration,
     /// A response without progress (the client does not read).
     pub write: Duration,
+    /// A graceful stop, from its signal until what is left is aborted.
+    pub graceful: Duration,
 }
 
 impl Default for Timeouts {
@@ -23,6 +26,7 @@ impl Default for Timeouts {
             keep_alive: Duration::from_secs(5),
             body: Duration::from_secs(30),
             write: Duration::from_secs(30),
+            graceful: Duration::from_secs(30),
         }
     }
 }
@@ -111,6 +115,7 @@ mod tests {
             keep_alive: Duration::from_secs(5),
             body: Duration::from_secs(30),
             write: Duration::from_secs(30),
+            graceful: Duration::from_secs(30),
         }
     }
 

@@ -3,7 +3,6 @@
 //! interpreter and is released there, attached ([`Wsgi::release`]).
 
 use std::ffi::CString;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -13,7 +12,8 @@ use super::environ::{EnvironBuilder, EnvironSettings, Input};
 use super::response::{self, Failure, FileBody, Names, RequestInfo, Stream};
 use super::start_response::StartResponse;
 use super::table::{Handle, Table};
-use crate::http::{self, DateCache, Request};
+use super::watchdog::CallTimer;
+use crate::http::{self, Client, DateCache, Request};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
@@ -28,8 +28,22 @@ pub struct AppSettings {
 
 /// The app could not be loaded: one line for the user.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LoadError(pub String);
+#[error("{message}")]
+pub struct LoadError {
+    pub message: String,
+    /// The package of the extension module that refused to load in a subinterpreter, when
+    /// that is why (`--mode process` would load it).
+    pub refused_by: Option<String>,
+}
+
+impl LoadError {
+    fn new(message: String) -> Self {
+        LoadError {
+            message,
+            refused_by: None,
+        }
+    }
+}
 
 /// Time spent in the stages of the calls (when timing is on, for `--stats`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -87,29 +101,38 @@ struct State {
 /// The WSGI side of one worker. Drop it only through [`Wsgi::release`].
 pub struct Wsgi {
     state: Option<State>,
+    /// `--timeout`: publishes the calls to the watchdog.
+    timer: Option<CallTimer>,
 }
 
 impl Wsgi {
     /// Runs the bootstrap module and loads the app in the current interpreter.
     pub fn load(py: Python<'_>, settings: &AppSettings) -> Result<Wsgi, LoadError> {
         let bootstrap =
-            run_bootstrap(py).map_err(|e| LoadError(format!("bootstrap failed: {e}")))?;
+            run_bootstrap(py).map_err(|e| LoadError::new(format!("bootstrap failed: {e}")))?;
         let load_app = bootstrap
             .getattr("load_app")
-            .map_err(|e| LoadError(e.to_string()))?;
+            .map_err(|e| LoadError::new(e.to_string()))?;
         let app = load_app
             .call1((
                 settings.spec.as_str(),
-                PyList::new(py, &settings.sys_path).map_err(|e| LoadError(e.to_string()))?,
+                PyList::new(py, &settings.sys_path).map_err(|e| LoadError::new(e.to_string()))?,
             ))
             .map_err(|e| {
                 let is_load_error = bootstrap
                     .getattr("LoadError")
                     .is_ok_and(|cls| e.is_instance(py, &cls));
                 if is_load_error {
-                    LoadError(e.value(py).to_string())
+                    LoadError {
+                        message: e.value(py).to_string(),
+                        refused_by: e
+                            .value(py)
+                            .getattr("refused_by")
+                            .and_then(|name| name.extract::<Option<String>>())
+                            .unwrap_or(None),
+                    }
                 } else {
-                    LoadError(format!("cannot load '{}': {e}", settings.spec))
+                    LoadError::new(format!("cannot load '{}': {e}", settings.spec))
                 }
             })?;
         let state = (|| -> PyResult<State> {
@@ -125,8 +148,16 @@ impl Wsgi {
                 times: None,
             })
         })()
-        .map_err(|e| LoadError(format!("cannot set up the worker: {e}")))?;
-        Ok(Wsgi { state: Some(state) })
+        .map_err(|e| LoadError::new(format!("cannot set up the worker: {e}")))?;
+        Ok(Wsgi {
+            state: Some(state),
+            timer: None,
+        })
+    }
+
+    /// Lets the watchdog interrupt this thread's calls that run longer than `--timeout`.
+    pub fn watch_calls(&mut self, timer: CallTimer) {
+        self.timer = Some(timer);
     }
 
     /// Starts timing the stages of every call ([`Wsgi::times`]).
@@ -154,7 +185,7 @@ impl Wsgi {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: Option<SocketAddr>,
+        client: Client,
         out: &mut Vec<u8>,
         date: &DateCache,
     ) -> Respond {
@@ -164,13 +195,29 @@ impl Wsgi {
             head: req.method == "HEAD",
             keep_alive: req.keep_alive,
         };
-        let state = self.state();
-        match state.call(py, req, body, peer, out, date, &info) {
+        let Wsgi { state, timer } = self;
+        let state = state.as_mut().expect("Wsgi used after release");
+        if let Some(timer) = timer {
+            timer.begin();
+        }
+        let called = state.call(py, req, body, client, out, date, &info);
+        let timed_out = timer.as_mut().is_some_and(|t| t.end(py));
+        match called {
             Ok(respond) => respond,
             Err(failure) => {
                 state.log_failure(py, &failure, req.method, req.target);
                 out.truncate(start);
-                http::write_error_response(out, 500, req.version, date);
+                let status = if timed_out {
+                    tracing::error!(
+                        "request {} {} timed out (--timeout): interrupted, answered 504",
+                        req.method,
+                        String::from_utf8_lossy(req.target)
+                    );
+                    504
+                } else {
+                    500
+                };
+                http::write_error_response(out, status, req.version, date);
                 Respond::Done { keep_alive: false }
             }
         }
@@ -179,10 +226,14 @@ impl Wsgi {
     /// Pulls the next part of a streaming body into `out` (its output has drained). A
     /// `Streaming` answer always comes with bytes queued in `out`.
     pub fn resume(&mut self, py: Python<'_>, handle: Handle, out: &mut Vec<u8>) -> Respond {
-        let state = self.state();
+        let Wsgi { state, timer } = self;
+        let state = state.as_mut().expect("Wsgi used after release");
         let Some(stream) = state.streams.get_mut(handle) else {
             return Respond::Abort;
         };
+        if let Some(timer) = timer {
+            timer.begin();
+        }
         let iter = stream.iter.bind(py).clone();
         // This response is the current one again (exc_info re-raises, write() lands here).
         state.start_response.restore(py, &stream.saved);
@@ -201,6 +252,7 @@ impl Wsgi {
                 break pulled;
             }
         };
+        let timed_out = timer.as_mut().is_some_and(|t| t.end(py));
         match pulled {
             Ok(false) => Respond::Streaming(handle),
             Ok(true) => {
@@ -217,6 +269,11 @@ impl Wsgi {
             }
             Err(failure) => {
                 state.log_failure(py, &failure, "", b"(streaming body)");
+                if timed_out {
+                    tracing::error!(
+                        "a streaming response timed out (--timeout): interrupted, connection closed"
+                    );
+                }
                 if let Some(stream) = state.streams.remove(handle) {
                     state.close(py, stream.result.bind(py));
                 }
@@ -263,13 +320,13 @@ impl State {
         py: Python<'_>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: Option<SocketAddr>,
+        client: Client,
         out: &mut Vec<u8>,
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<Respond, Failure> {
         let started = self.times.map(|_| Instant::now());
-        let environ = self.environ.build(py, req, body, peer)?;
+        let environ = self.environ.build(py, req, body, client)?;
         let built = started.map(|_| Instant::now());
         self.start_response.reset(py);
         let result = self

@@ -61,14 +61,76 @@ def _resolve(module, expr, spec):
 def load_app(spec, paths):
     """Imports MODULE and returns APP (or calls FACTORY()) for spec 'MODULE:APP'. Loaded once per
     interpreter: the --threads pool's threads get the app the worker loaded (a factory is called
-    once)."""
+    once). A LoadError caused by an extension module refusing subinterpreters names that module's
+    package in its `refused_by` attribute (None otherwise)."""
     loaded = getattr(sys, "_ringwsgi_apps", None)
     if loaded is None:
         loaded = sys._ringwsgi_apps = {}
     if spec in loaded:
         return loaded[spec]
-    loaded[spec] = app = _load_app(spec, paths)
+    with _NamingRefusals():
+        try:
+            app = _load_app(spec, paths)
+        except LoadError as e:
+            e.refused_by = _refusing_package(e)
+            raise
+    loaded[spec] = app
     return app
+
+
+# The ImportErrors of extension modules that cannot be loaded in a subinterpreter: CPython's
+# (single-phase init modules) and PyO3's.
+_REFUSALS = (
+    "does not support loading in subinterpreters",
+    "PyO3 modules do not yet support subinterpreters",
+)
+
+
+def _refusal(exc):
+    """The ImportError in exc's chain that is a refusal of subinterpreters, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ImportError) and any(r in str(exc) for r in _REFUSALS):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _refusing_package(exc):
+    refusal = _refusal(exc)
+    if refusal is None:
+        return None
+    name = getattr(refusal, "_ringwsgi_module", None)
+    if name is None:
+        # CPython's message names the module: "module X does not support loading in ...".
+        words = str(refusal).split()
+        name = words[1] if len(words) > 1 and words[0] == "module" else "an extension module"
+    return name.split(".")[0]
+
+
+class _NamingRefusals:
+    """While the app loads, notes on a refusal which extension module it came from (PyO3's
+    message does not say)."""
+
+    def __enter__(self):
+        from importlib.machinery import ExtensionFileLoader
+
+        self.loader = ExtensionFileLoader
+        self.original = original = ExtensionFileLoader.create_module
+
+        def create_module(loader, spec):
+            try:
+                return original(loader, spec)
+            except ImportError as e:
+                if _refusal(e) is e and not hasattr(e, "_ringwsgi_module"):
+                    e._ringwsgi_module = spec.name
+                raise
+
+        ExtensionFileLoader.create_module = create_module
+
+    def __exit__(self, *exc):
+        self.loader.create_module = self.original
 
 
 def _load_app(spec, paths):
@@ -84,18 +146,19 @@ def _load_app(spec, paths):
             raise LoadError(f"cannot find module '{module_name}' (sys.path: {paths})") from None
         raise LoadError(f"error while importing '{module_name}': {type(e).__name__}: {e}{_where(e)}") from None
     except BaseException as e:
-        hint = ""
-        if "does not support loading in subinterpreters" in str(e):
-            hint = " (an extension module of this app refuses subinterpreters)"
         raise LoadError(
-            f"error while importing '{module_name}': {type(e).__name__}: {e}{_where(e)}{hint}"
+            f"error while importing '{module_name}': {type(e).__name__}: {e}{_where(e)}"
         ) from None
     return _resolve(module, expr, spec)
 
 
 def format_exception(exc):
-    """The traceback of exc as text, for the server's log."""
-    return "".join(traceback.format_exception(exc)).rstrip("\n")
+    """The traceback of exc as text, for the server's log (with what to do when an extension
+    module imported inside a request refused subinterpreters)."""
+    text = "".join(traceback.format_exception(exc)).rstrip("\n")
+    if _refusal(exc) is not None:
+        text += "\n(an extension module refuses subinterpreters: run ringwsgi with --mode process)"
+    return text
 
 
 class FileWrapper:
@@ -116,3 +179,16 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
+
+
+# One class per interpreter: --threads pool threads run this module again (in place).
+if "RequestTimeout" not in globals():
+
+    class RequestTimeout(BaseException):
+        """Raised by ringwsgi in an app call that ran longer than --timeout. A BaseException
+        (like KeyboardInterrupt), so that an app's `except Exception:` does not swallow it."""
+
+        def __init__(self, *args):
+            super().__init__(*(args or ("the app call ran longer than --timeout",)))
+
+    RequestTimeout.__module__ = "ringwsgi"

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 
 use super::strings::latin1;
-use crate::http::{self, Request, Version};
+use crate::http::{self, Client, Request, Version};
 
 /// Request headers common enough to have their environ key made once.
 const COMMON_HEADERS: &[&str] = &[
@@ -74,12 +74,15 @@ pub struct EnvironBuilder {
     k_server_port: Py<PyString>,
     k_remote_addr: Py<PyString>,
     k_remote_port: Py<PyString>,
+    k_url_scheme: Py<PyString>,
     k_content_type: Py<PyString>,
     k_content_length: Py<PyString>,
     k_input: Py<PyString>,
     v_http10: Py<PyString>,
     v_http11: Py<PyString>,
     v_port80: Py<PyString>,
+    v_port443: Py<PyString>,
+    v_https: Py<PyString>,
     methods: Vec<(&'static str, Py<PyString>)>,
     headers: Vec<(&'static str, Py<PyString>)>,
     bytes_io: Py<PyAny>,
@@ -155,12 +158,15 @@ impl EnvironBuilder {
             k_server_port: interned(py, "SERVER_PORT"),
             k_remote_addr: interned(py, "REMOTE_ADDR"),
             k_remote_port: interned(py, "REMOTE_PORT"),
+            k_url_scheme: interned(py, "wsgi.url_scheme"),
             k_content_type: interned(py, "CONTENT_TYPE"),
             k_content_length: interned(py, "CONTENT_LENGTH"),
             k_input: interned(py, "wsgi.input"),
             v_http10: interned(py, "HTTP/1.0"),
             v_http11: interned(py, "HTTP/1.1"),
             v_port80: interned(py, "80"),
+            v_port443: interned(py, "443"),
+            v_https: interned(py, "https"),
             methods,
             headers,
             bytes_io: py.import("io")?.getattr("BytesIO")?.unbind(),
@@ -173,13 +179,14 @@ impl EnvironBuilder {
         })
     }
 
-    /// Builds the environ of `req`, whose body (already complete) is `body`.
+    /// Builds the environ of `req`, whose body (already complete) is `body`, from `client`
+    /// (REMOTE_ADDR, REMOTE_PORT, wsgi.url_scheme).
     pub fn build<'py>(
         &mut self,
         py: Python<'py>,
         req: &Request<'_, '_>,
         body: Input<'_>,
-        peer: Option<SocketAddr>,
+        client: Client,
     ) -> PyResult<Bound<'py, PyDict>> {
         let env = self.template.bind(py).copy()?;
         let method = match self.methods.iter().find(|(m, _)| *m == req.method) {
@@ -202,6 +209,8 @@ impl EnvironBuilder {
                 env.set_item(&self.k_server_name, latin1(py, name))?;
                 match port {
                     Some(port) => env.set_item(&self.k_server_port, latin1(py, port))?,
+                    // The scheme's default port, as gunicorn.
+                    None if client.https => env.set_item(&self.k_server_port, &self.v_port443)?,
                     None => env.set_item(&self.k_server_port, &self.v_port80)?,
                 }
             }
@@ -210,19 +219,24 @@ impl EnvironBuilder {
                 env.set_item(&self.k_server_port, &self.bound_port)?;
             }
         }
-        match peer {
-            Some(peer) => {
-                let remote_addr = self.remote_addr(py, peer.ip());
+        // A unix-domain peer has no address: REMOTE_ADDR is empty and REMOTE_PORT absent, as
+        // gunicorn does; an address from X-Forwarded-For has no port.
+        match client.addr {
+            Some(ip) => {
+                let remote_addr = self.remote_addr(py, ip);
                 env.set_item(&self.k_remote_addr, remote_addr)?;
-                self.scratch.clear();
-                http::response::push_decimal(&mut self.scratch, u64::from(peer.port()));
-                // Digits are ASCII.
-                let port = std::str::from_utf8(&self.scratch).unwrap_or("0");
-                env.set_item(&self.k_remote_port, PyString::new(py, port))?;
             }
-            // A unix-domain peer has no address: REMOTE_ADDR is empty and REMOTE_PORT absent,
-            // as gunicorn does.
-            None => env.set_item(&self.k_remote_addr, pyo3::types::PyString::intern(py, ""))?,
+            None => env.set_item(&self.k_remote_addr, PyString::intern(py, ""))?,
+        }
+        if let Some(port) = client.port {
+            self.scratch.clear();
+            http::response::push_decimal(&mut self.scratch, u64::from(port));
+            // Digits are ASCII.
+            let port = std::str::from_utf8(&self.scratch).unwrap_or("0");
+            env.set_item(&self.k_remote_port, PyString::new(py, port))?;
+        }
+        if client.https {
+            env.set_item(&self.k_url_scheme, &self.v_https)?;
         }
         self.set_headers(py, &env, req)?;
         let input = match body {

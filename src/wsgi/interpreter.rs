@@ -1,4 +1,6 @@
-//! Own-GIL subinterpreters (PEP 684): created, attached to and ended on one owning thread.
+//! The interpreters worker threads run the app in: own-GIL subinterpreters (PEP 684), created,
+//! attached to and ended on one owning thread, or the process's main interpreter (`--mode
+//! process`), which a worker thread enters through a thread state of its own.
 //!
 //! Rules from shared/notes/subinterpreters.md that this module enforces by construction:
 //! - a [`SubInterpreter`] is created on a fresh thread that holds no thread state, and the same
@@ -12,6 +14,8 @@ use std::marker::PhantomData;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+
+use crate::config::Interpreters;
 
 /// Why a subinterpreter could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,49 @@ pub fn prepare_main_interpreter(py: Python<'_>) {
     // The first fetched error makes PyO3 create its PanicException type; let that happen here,
     // in the interpreter that lives longest, rather than in whichever worker errs first.
     let _ = py.import("ringwsgi_no_such_module_");
+}
+
+/// The interpreter of one worker thread, owned by that thread.
+pub enum Interpreter {
+    Sub(SubInterpreter),
+    /// The main interpreter, entered through this thread's own thread state.
+    Main(ThreadState),
+}
+
+impl Interpreter {
+    /// A new subinterpreter, or a thread state in the main interpreter, for the current thread
+    /// (which must hold no thread state yet). Left detached.
+    pub fn new(kind: Interpreters) -> Result<Self, InterpreterError> {
+        Ok(match kind {
+            Interpreters::Sub => Interpreter::Sub(SubInterpreter::new()?),
+            Interpreters::Main => Interpreter::Main(ThreadState::new(InterpreterRef::main())),
+        })
+    }
+
+    /// Runs `f` attached to this interpreter.
+    pub fn attach<R>(&self, f: impl FnOnce(Python<'_>) -> R) -> R {
+        match self {
+            Interpreter::Sub(sub) => sub.attach(f),
+            Interpreter::Main(tstate) => tstate.attach(f),
+        }
+    }
+
+    /// A reference other threads use to run Python in this interpreter ([`ThreadState`]).
+    pub fn reference(&self) -> InterpreterRef {
+        match self {
+            Interpreter::Sub(sub) => sub.reference(),
+            Interpreter::Main(_) => InterpreterRef::main(),
+        }
+    }
+
+    /// Ends a subinterpreter, or deletes the thread state in the main interpreter. Everything
+    /// Rust holds of it must have been released before, while attached.
+    pub fn end(self) {
+        match self {
+            Interpreter::Sub(sub) => sub.end(),
+            Interpreter::Main(tstate) => drop(tstate),
+        }
+    }
 }
 
 /// An own-GIL subinterpreter owned by the current thread. Detached while not in [`attach`].
@@ -131,12 +178,24 @@ impl Drop for SubInterpreter {
 #[derive(Clone, Copy)]
 pub struct InterpreterRef(*mut ffi::PyInterpreterState);
 
+impl InterpreterRef {
+    /// The process's main interpreter, which outlives every thread that uses it.
+    pub fn main() -> Self {
+        // SAFETY: the interpreter is initialized (this runs in a worker process started by the
+        // extension module, or in tests after `Python::initialize`); reading the main
+        // interpreter's pointer needs no thread state.
+        InterpreterRef(unsafe { ffi::PyInterpreterState_Main() })
+    }
+}
+
 // SAFETY: a PyInterpreterState pointer may be used from any thread (PyThreadState_New takes it
 // without the GIL); what it points to is owned by CPython.
 unsafe impl Send for InterpreterRef {}
 
-/// A thread's own thread state in a subinterpreter: PyGILState only knows the main interpreter,
-/// so a thread other than the owner needs one before it can attach. Created detached; dropped
+/// A thread's own thread state in an interpreter: PyGILState only knows the main interpreter,
+/// so a thread other than a subinterpreter's owner needs one before it can attach (and a
+/// worker thread of the main interpreter keeps one for its whole life instead of having
+/// PyGILState create and delete one at every attach). Created detached; dropped
 /// (cleared and deleted) on the same thread, before the interpreter ends.
 pub struct ThreadState {
     tstate: *mut ffi::PyThreadState,
@@ -205,6 +264,11 @@ pub fn detached<R>(_py: Python<'_>, f: impl FnOnce() -> R) -> R {
     }
     let _reattach = Reattach(unsafe { ffi::PyEval_SaveThread() });
     f()
+}
+
+/// Whether own-GIL subinterpreters can run here: Python 3.13 or newer, at build and at run time.
+pub fn subinterpreters_supported() -> bool {
+    cfg!(Py_3_13) && Python::attach(|py| py.version_info() >= (3, 13))
 }
 
 /// The running Python's version, e.g. "3.13.0".

@@ -19,12 +19,14 @@ mod response;
 mod start_response;
 mod strings;
 mod table;
+mod watchdog;
 
 pub use app::{AppSettings, CallTimes, LoadError, Respond, Wsgi};
 pub use environ::{EnvironBuilder, EnvironSettings, Input};
 pub use interpreter::{
-    detached, prepare_main_interpreter, python_version, InterpreterError, InterpreterRef,
-    SubInterpreter, ThreadState,
+    detached, prepare_main_interpreter, python_version, subinterpreters_supported, Interpreter,
+    InterpreterError, InterpreterRef, SubInterpreter, ThreadState,
 };
 pub use response::FileBody;
 pub use table::Handle;
+pub use watchdog::{CallTimer, CallWatcher, Raiser, Watchdog};
