@@ -244,3 +244,50 @@ def test_in_flight_counts_calls_and_unfinished_streams(server_factory):
     while in_flight() != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert in_flight() == 0
+
+
+def test_counters_survive_a_worker_crash_and_a_reload(server_factory):
+    import os
+    import signal
+
+    srv = server_factory("wsgi_basic:app", "--mode", "process", "--workers", "2",
+                         "--metrics-bind", "127.0.0.1:0")
+    url = metrics_url(srv)
+
+    def total():
+        return sum(requests_by(scrape(url)).values())
+
+    def send(n):
+        for _ in range(n):
+            with RawConn(srv.port) as c:
+                assert c.request("GET", "/pid").status == 200
+
+    send(10)
+    before = total()
+    assert before >= 10
+    with RawConn(srv.port) as c:
+        victim = int(c.request("GET", "/pid").body)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while value(scrape(url), "ringwsgi_worker_restarts_total") < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert value(scrape(url), "ringwsgi_worker_restarts_total") == 1
+    # The replacement continues the dead worker's counters: nothing goes backwards.
+    assert total() >= before + 1
+    send(10)
+    after_crash = total()
+    assert after_crash >= before + 11
+    srv.send_signal(signal.SIGHUP)
+    seen = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        send(2)
+        seen.append(total())
+        time.sleep(0.1)
+    assert seen == sorted(seen), "counters never go backwards across a reload"
+    assert seen[-1] >= after_crash + 2 * len(seen)
+    assert value(scrape(url), "ringwsgi_worker_restarts_total") == 1, "a reload is no restart"
+    deadline = time.monotonic() + 10
+    while value(scrape(url), "ringwsgi_open_connections") != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert value(scrape(url), "ringwsgi_open_connections") == 0
