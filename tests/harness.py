@@ -26,10 +26,6 @@ ROOT = TESTS_DIR.parent
 APPS_DIR = TESTS_DIR / "apps"
 RINGWSGI = Path(sys.executable).parent / "ringwsgi"
 
-# Flags added to every server the tests start, e.g. RINGWSGI_TEST_ARGS="--mode process" runs the
-# whole suite in process mode.
-EXTRA_ARGS = os.environ.get("RINGWSGI_TEST_ARGS", "").split()
-
 LISTENING_RE = re.compile(r"Listening at: http://([0-9.]+):(\d+)")
 
 # Every Server started and not yet stopped (the session fixture kills leftovers).
@@ -121,7 +117,7 @@ class Server:
         full_env.pop("SCRIPT_NAME", None)
         if env:
             full_env.update(env)
-        self.cmd = [*wrap, str(ringwsgi_path()), "--bind", bind, *EXTRA_ARGS, *self.args, app]
+        self.cmd = [*wrap, str(ringwsgi_path()), "--bind", bind, *self.args, app]
         self._stderr_lines: list[str] = []
         self._stdout_lines: list[str] = []
         self._lines_lock = threading.Lock()

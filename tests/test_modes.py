@@ -1,14 +1,13 @@
 """--mode: subinterpreter, process, and auto's fallback when an extension module refuses
-subinterpreters (orjson's does)."""
+subinterpreters (orjson's does). Every test names its mode, so the whole suite can run in
+process mode with RINGWSGI_MODE=process."""
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import EXTRA_ARGS, get, run_cli
-
-pytestmark = pytest.mark.skipif(bool(EXTRA_ARGS), reason="these tests choose the mode themselves")
+from harness import get, run_cli
 
 MODE_LINE = re.compile(r"mode: (\S+)(?: \((.*)\))?$", re.M)
 
@@ -39,7 +38,7 @@ def served_by(port, path="/", n=40):
 
 
 def test_auto_falls_back_to_processes_for_orjson(server_factory):
-    srv = server_factory("orjson_flask_app:app", "--workers", "2")
+    srv = server_factory("orjson_flask_app:app", "--mode", "auto", "--workers", "2")
     line = wait_mode_line(srv)
     assert line == "mode: process (orjson does not support subinterpreters)", srv.logs()
     answers = served_by(srv.port)
@@ -48,7 +47,7 @@ def test_auto_falls_back_to_processes_for_orjson(server_factory):
 
 
 def test_auto_keeps_subinterpreters_for_a_plain_app(server_factory):
-    srv = server_factory("procs_app:app", "--workers", "2")
+    srv = server_factory("procs_app:app", "--mode", "auto", "--workers", "2")
     assert wait_mode_line(srv) == "mode: subinterpreter"
     answers = served_by(srv.port)
     assert {a["interpreter"] for a in answers} == {"sub"}
@@ -64,7 +63,7 @@ def test_explicit_subinterpreter_mode_refusal_is_a_boot_error():
 
 
 def test_import_refused_inside_a_request_says_to_use_process_mode(server_factory):
-    srv = server_factory("procs_app:app", "--workers", "1")
+    srv = server_factory("procs_app:app", "--mode", "subinterpreter", "--workers", "1")
     assert get(srv.port, "/import-orjson").status == 500
     assert srv.wait_for_log("run ringwsgi with --mode process"), srv.logs()
     assert get(srv.port, "/").status == 200, "the worker goes on"

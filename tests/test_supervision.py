@@ -13,9 +13,7 @@ import time
 
 import pytest
 
-from harness import EXTRA_ARGS, get, run_cli
-
-pytestmark = pytest.mark.skipif(bool(EXTRA_ARGS), reason="these tests choose the mode themselves")
+from harness import get, run_cli
 
 CLIENTS = 8
 
@@ -102,7 +100,7 @@ def test_kill9_worker_process_under_load(server_factory, path):
     client, since each has one connection at a time; connections queued in the listeners
     meanwhile are served by the replacement. With 20 ms requests most clients have one in
     flight at any time."""
-    srv = server_factory("procs_app:app", "--workers", "2")
+    srv = server_factory("procs_app:app", "--mode", "subinterpreter", "--workers", "2")
     (old,) = pids(srv.port, 5)
     with Load(srv.port, path) as load:
         load.wait_for(lambda a: len(a) > 200, what="warm-up")
