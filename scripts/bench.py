@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import statistics
@@ -42,6 +43,8 @@ WORKLOADS = {
     "plaintext-w2": ("plaintext:app", ["get"]),
 }
 SERVERS = ("ringwsgi", "granian", "gunicorn", "bjoern")
+# --variant NAME=FLAGS: server "ringwsgi:NAME" is ringwsgi run with these extra flags.
+VARIANTS: dict[str, list[str]] = {}
 
 # bjoern has no command line: listen once, fork, run in every process (shared/bench/README.md).
 BJOERN_RUNNER = """
@@ -174,9 +177,10 @@ def server_cmd(server: str, app: str, port: int, root: Path, workers: int = 1) -
     # One worker: pinned to SERVER_CPU. Several: on every CPU (taskset keeps argv[3] the exe).
     pin = ["taskset", "-c", SERVER_CPU if workers == 1 else f"0-{os.cpu_count() - 1}"]
     w = str(workers)
-    if server == "ringwsgi":
+    if server == "ringwsgi" or server.startswith("ringwsgi:"):
         exe = root / ".venv" / "bin" / "ringwsgi"
-        return pin + [str(exe), "--workers", w, "--bind", f"127.0.0.1:{port}", app]
+        extra = VARIANTS.get(server.partition(":")[2], [])
+        return pin + [str(exe), "--workers", w, "--bind", f"127.0.0.1:{port}", *extra, app]
     if server == "granian":
         exe = root / ".bench-venv" / "bin" / "granian"
         return pin + [str(exe), "--interface", "wsgi", "--workers", w,
@@ -334,6 +338,8 @@ def machine_header(root: Path, servers) -> list[str]:
         pass
     versions = []
     for s in servers:
+        if s.startswith("ringwsgi:"):
+            continue
         if s == "ringwsgi":
             v = sh([str(root / ".venv" / "bin" / "ringwsgi"), "--version"])
         else:
@@ -450,6 +456,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     ap.add_argument("--duration", type=int, default=8, help="measured seconds per run (default 8)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run (default 2)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                    help="also run ringwsgi with extra flags as server ringwsgi:NAME, in the same "
+                         "rounds (e.g. --variant 'log=--access-logfile /tmp/access.log'); its "
+                         "column and the ringwsgi ÷ ringwsgi:NAME ratio show the flags' cost")
     ap.add_argument("--out", type=Path, help="also write the report (Markdown) to this file")
     ap.add_argument("--no-setup", action="store_true",
                     help="do not run scripts/setup first (handled by scripts/bench)")
@@ -457,6 +467,12 @@ def main() -> int:
     if args.rounds < 1 or args.duration < 1 or args.warmup < 1:
         ap.error("--rounds, --duration and --warmup must be >= 1")
 
+    for variant in args.variant:
+        name, sep, flags = variant.partition("=")
+        if not sep or not name:
+            ap.error(f"--variant {variant!r}: expected NAME=FLAGS")
+        VARIANTS[name] = shlex.split(flags)
+        args.servers.append(f"ringwsgi:{name}")
     root = args.root.resolve()
     bench_dir = Path(os.environ.get("RINGWSGI_BENCH_DIR", root.parent / "shared" / "bench")).resolve()
     if not (bench_dir / "bench.lua").is_file() or not (bench_dir / "apps").is_dir():

@@ -191,6 +191,23 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
     pub log_level: String,
 
+    /// Serve Prometheus metrics (GET /metrics) from the master at HOST:PORT: requests by method
+    /// and status class, request and queue time histograms, batch sizes, in-flight requests,
+    /// open connections, io_uring submissions, worker restarts, stage times. Port 0 picks a free
+    /// port (logged as `Metrics at: …`). Costs a few clock reads per request.
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_bind: Option<String>,
+
+    /// Write one line per request to this file (appended; `-`: standard output). Off by
+    /// default.
+    #[arg(long, value_name = "FILE")]
+    pub access_logfile: Option<PathBuf>,
+
+    /// Format of the access log's lines, with gunicorn's atoms: h l u t r m U q H s B b f a T
+    /// D M L p, {header}i, {header}o ({var}e is written as -). Default: Apache combined format.
+    #[arg(long, value_name = "FORMAT", default_value = crate::worker::access_log::DEFAULT_FORMAT)]
+    pub access_logformat: String,
+
     /// How the app is run. subinterpreter: one worker process, one own-GIL subinterpreter per
     /// worker thread (Python 3.13+). process: one worker process per worker, each running the
     /// app in its main interpreter (for extension modules that refuse subinterpreters). auto:
@@ -379,6 +396,10 @@ pub enum ConfigError {
     Chdir(PathBuf, std::io::Error),
     #[error("cannot resolve {0}: {1}")]
     Path(String, std::io::Error),
+    #[error(transparent)]
+    AccessLogFormat(#[from] crate::worker::access_log::FormatError),
+    #[error("cannot open --access-logfile {0}: {1}")]
+    AccessLogFile(PathBuf, std::io::Error),
 }
 
 /// What a worker process needs, resolved by the master (paths absolute, CPUs chosen).
@@ -419,6 +440,11 @@ pub struct WorkerConfig {
     pub max_requests_jitter: u64,
     /// `--stats`.
     pub stats: bool,
+    /// `--access-logfile` (absolute, or `-`) and `--access-logformat`.
+    #[serde(default)]
+    pub access_logfile: Option<PathBuf>,
+    #[serde(default)]
+    pub access_logformat: String,
     /// Where the app runs in this worker process.
     pub interpreters: Interpreters,
     /// Worker threads of all worker processes together (wsgi.multiprocess).
@@ -481,6 +507,27 @@ pub fn seconds(flag: &'static str, value: f64) -> Result<std::time::Duration, Co
     } else {
         Err(ConfigError::Seconds(flag))
     }
+}
+
+/// Checks `--access-logformat` and that `--access-logfile` can be opened for appending (it is
+/// created if missing); returns the file's absolute path (or `-`).
+pub fn access_logfile(
+    path: Option<&std::path::Path>,
+    format: &str,
+) -> Result<Option<PathBuf>, ConfigError> {
+    crate::worker::access_log::Format::parse(format)?;
+    let Some(path) = path else { return Ok(None) };
+    if path.as_os_str() == "-" {
+        return Ok(Some(path.to_owned()));
+    }
+    let fail = |e| ConfigError::AccessLogFile(path.to_owned(), e);
+    let abs = std::path::absolute(path).map_err(fail)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&abs)
+        .map_err(fail)?;
+    Ok(Some(abs))
 }
 
 /// Checks the MODULE:APP syntax (the import itself happens in the workers).

@@ -27,6 +27,9 @@
 //!   leave in the submission that starts the next round.
 //! - [`server`] starts, supervises and stops the worker process and its threads; [`config`] and
 //!   the thin Python package (`python/ringwsgi`) are the user's front door.
+//! - [`metrics`] keeps every worker's statistics block in memory shared with the master, which
+//!   serves them to Prometheus (`--metrics-bind`); each worker writes only its own block, and
+//!   the access log (`worker::access_log`) is written once per round.
 //!
 //! Lifecycle: on SIGTERM a worker drains (it stops accepting, answers every request it
 //! received, closes connections as they fall idle); a watchdog ([`wsgi::Watchdog`]) interrupts
@@ -41,6 +44,7 @@ pub mod cpus;
 pub mod http;
 pub mod io;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod worker;
 pub mod wsgi;

@@ -13,10 +13,12 @@ use nix::sys::eventfd::EventFd;
 
 mod listener;
 mod memory;
+mod shm;
 mod uring;
 
 pub use listener::{adopt_fd, adopt_listener, bind_reuseport, bind_unix, set_inheritable};
 pub use memory::Memory;
+pub use shm::SharedMemory;
 
 pub use uring::Uring;
 

@@ -128,11 +128,17 @@ fn master(
         max_requests: args.max_requests,
         max_requests_jitter: args.max_requests_jitter,
         stats: args.stats,
+        access_logfile: config::access_logfile(
+            args.access_logfile.as_deref(),
+            &args.access_logformat,
+        )?,
+        access_logformat: args.access_logformat.clone(),
         interpreters: mode.interpreters,
         forwarded_allow_ips: args.forwarded_allow_ips.clone(),
         proxy_protocol: args.proxy_protocol,
         proxy_allow_from: args.proxy_allow_from.clone(),
     };
+    let _metrics = crate::metrics::start(&args, worker_config.cpus.len())?;
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
         .map_err(StartError::Signals)?;
@@ -390,6 +396,7 @@ impl Master<'_> {
                     .any(|c| c.slot == slot && c.serial > serial);
                 if self.shutdown.is_none() && !replacing {
                     tracing::info!("replacing worker process {pid} (slot {slot}): {reason}");
+                    crate::metrics::worker_restarted();
                     if let Err(e) = self.spawn(slot) {
                         tracing::error!("{e}");
                     }
@@ -541,6 +548,7 @@ impl Master<'_> {
             s.quick_deaths = 0;
         }
         let delay = restart_delay(s.quick_deaths);
+        crate::metrics::worker_restarted();
         tracing::error!(
             "worker process {pid} (slot {slot}, CPUs {:?}) {how}: restarting it{}",
             s.cpus,

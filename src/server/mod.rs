@@ -60,6 +60,8 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("invalid worker configuration from the master: {0}")]
     WorkerConfig(String),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("--mode subinterpreter needs own-GIL subinterpreters, which need Python 3.13 or newer (this is {0}): use --mode process")]
     NoSubinterpreters(String),
 }

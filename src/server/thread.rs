@@ -12,6 +12,7 @@ use super::worker_process::Report;
 use crate::config::WorkerConfig;
 use crate::http::HeadLimits;
 use crate::io::{Transport, Uring};
+use crate::worker::access_log::AccessLog;
 use crate::worker::{Control, Limits, Pool, Proxies, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{AppSettings, EnvironSettings, Interpreter, Wsgi};
 
@@ -98,6 +99,18 @@ pub(super) fn worker_thread(
             refused_by: None,
         });
     };
+    let access_log = match &config.access_logfile {
+        Some(path) => match AccessLog::open(path, &config.access_logformat) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                return fail(format!(
+                    "cannot open the access log {}: {e}",
+                    path.display()
+                ))
+            }
+        },
+        None => None,
+    };
     let interpreter = match Interpreter::new(config.interpreters) {
         Ok(i) => i,
         Err(e) => return fail(e.to_string()),
@@ -149,8 +162,12 @@ pub(super) fn worker_thread(
     let limits = worker_limits(config);
     let head_limits = limits.head;
     let mut worker = Worker::new(ring, wsgi, limits, control);
-    if config.stats {
-        worker = worker.with_stats(config.first_worker + index, cpu);
+    let worker_number = config.first_worker + index;
+    if let Some(stats) = crate::metrics::worker_stats(worker_number) {
+        worker = worker.with_stats(stats, config.stats.then_some((worker_number, cpu)));
+    }
+    if let Some(log) = access_log {
+        worker = worker.with_access_log(log);
     }
     let result = if config.threads > 1 {
         let pool = Pool::start(

@@ -67,6 +67,7 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
     let fds = std::env::var(WORKER_FDS_ENV).unwrap_or_default();
     std::env::remove_var(WORKER_CONFIG_ENV);
     std::env::remove_var(WORKER_FDS_ENV);
+    crate::metrics::adopt_shared_memory();
     let listeners = match binds::adopt_worker_fds(&fds, config.cpus.len()) {
         Ok(l) => l,
         Err(e) => {

@@ -8,22 +8,25 @@
 //! round's responses in the one submission that starts the next wait. Nothing waits to fill a
 //! batch: a round holds whatever completed together.
 
+pub mod access_log;
 mod body;
 mod conn;
 pub mod in_memory;
 mod pool;
-mod stats;
+pub mod stats;
 mod timeouts;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pyo3::Python;
 
 use crate::http::{self, BodyFraming, DateCache, HeadLimits, Version};
 use crate::io::{ConnId, Event, Peer, Transport};
 use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
+use access_log::{AccessLog, Entry};
 pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
@@ -161,8 +164,11 @@ pub struct Worker<T: Transport> {
     answered: usize,
     /// Requests taken on so far (inline or handed to the pool), for `max_requests`.
     served: u64,
-    /// `--stats`: the block, who this worker is (index, CPU), the last report asked for.
-    stats: Option<(Stats, usize, usize, u64)>,
+    /// `--stats` or `--metrics-bind`: this worker's statistics block.
+    stats: Option<Stats>,
+    /// `--stats`: who this worker is (index, CPU), the last report asked for.
+    report: Option<(usize, usize, u64)>,
+    access_log: Option<AccessLog>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -218,26 +224,34 @@ impl<T: Transport> Worker<T> {
             answered: 0,
             served: 0,
             stats: None,
+            report: None,
+            access_log: None,
         }
     }
 
-    /// Keeps the `--stats` block for worker `index` on `cpu`; it is printed at exit and when
-    /// asked through `Control::report`.
-    pub fn with_stats(mut self, index: usize, cpu: usize) -> Self {
-        self.wsgi.enable_timing();
+    /// Keeps statistics in `stats`. `report`: the worker's index and CPU when the block is to
+    /// be printed (`--stats`), at exit and when asked through `Control::report`.
+    pub fn with_stats(mut self, stats: Stats, report: Option<(usize, usize)>) -> Self {
+        // The call's parts cost three more clock reads per request: only for --stats.
+        if report.is_some() {
+            self.wsgi.enable_timing();
+        }
         let asked = self.control.report.load(Ordering::Acquire);
-        self.stats = Some((Stats::default(), index, cpu, asked));
+        self.stats = Some(stats);
+        self.report = report.map(|(index, cpu)| (index, cpu, asked));
+        self
+    }
+
+    /// Writes a line per answered request to `log`.
+    pub fn with_access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = Some(log);
         self
     }
 
     /// Prints the statistics block to stderr (if `--stats`).
     pub fn report_stats(&mut self) {
-        let times = self.wsgi.times();
-        let enters = self.io.enters();
-        if let Some((stats, index, cpu, _)) = &mut self.stats {
-            stats.call = times;
-            stats.enters = enters;
-            let mut report = stats.report(*index, *cpu);
+        if let (Some(stats), Some((index, cpu, _))) = (&self.stats, self.report) {
+            let mut report = stats.report(index, cpu);
             report.push('\n');
             let _ = std::io::Write::write_all(&mut std::io::stderr(), report.as_bytes());
         }
@@ -279,7 +293,6 @@ impl<T: Transport> Worker<T> {
         self.date.refresh(SystemTime::now());
         self.now = Instant::now();
         self.rounds += 1;
-        let before = self.stats.as_ref().map(|_| self.wsgi.times());
         for &event in events.iter() {
             self.handle(py, event);
         }
@@ -291,13 +304,12 @@ impl<T: Transport> Worker<T> {
             // for it waits further down the list.
             self.check_deadlines();
         }
-        if let (Some((stats, ..)), Some(before)) = (&mut self.stats, before) {
-            let after = self.wsgi.times();
-            let in_app = (after.environ + after.app + after.body)
-                - (before.environ + before.app + before.body);
-            stats.parse += self.now.elapsed().saturating_sub(in_app);
-            stats.requests += self.answered as u64;
-            stats.round(self.answered);
+        if let Some(stats) = &mut self.stats {
+            let elapsed = self.now.elapsed();
+            stats.round(self.answered, elapsed, self.wsgi.times(), self.io.enters());
+        }
+        if let Some(log) = &mut self.access_log {
+            log.flush();
         }
         self.answered = 0;
         Ok(!(self.stopping && self.io.connections() == 0))
@@ -342,7 +354,7 @@ impl<T: Transport> Worker<T> {
                     self.begin_drain();
                 }
                 let asked = self.control.report.load(Ordering::Acquire);
-                if let Some((_, _, _, seen)) = &mut self.stats {
+                if let Some((_, _, seen)) = &mut self.report {
                     if *seen != asked {
                         *seen = asked;
                         self.report_stats();
@@ -376,6 +388,9 @@ impl<T: Transport> Worker<T> {
         }
         self.conns[index] = Some(conn);
         self.open += 1;
+        if let Some(stats) = &self.stats {
+            stats.open(self.open);
+        }
         if self.open >= self.limits.max_connections && !self.accept_paused {
             self.accept_paused = true;
             self.io.pause_accepting();
@@ -444,6 +459,8 @@ impl<T: Transport> Worker<T> {
             drain,
             answered: answered_in_round,
             served,
+            stats,
+            access_log,
             ..
         } = self;
         let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else {
@@ -583,7 +600,25 @@ impl<T: Transport> Worker<T> {
                 conn.in_pool = true;
                 break Next::Wait;
             }
+            let timed = stats.is_some() || access_log.as_ref().is_some_and(AccessLog::timed);
+            let called = timed.then(Instant::now);
+            if let Some(stats) = stats {
+                stats.started();
+            }
+            let mark = output.len();
             let respond = wsgi.call(inline(py), &req, body, client, output, date);
+            if stats.is_some() || access_log.is_some() {
+                let answer = (&output[mark..], &respond);
+                observe(
+                    stats,
+                    access_log,
+                    &req,
+                    client.addr,
+                    answer,
+                    (*now, called),
+                    date,
+                );
+            }
             pos += total;
             answered += 1;
             *answered_in_round += 1;
@@ -619,7 +654,7 @@ impl<T: Transport> Worker<T> {
             return;
         };
         conn.clock.activity = now;
-        if let (Some(queued), Some((stats, ..))) = (conn.queued_at.take(), &mut self.stats) {
+        if let (Some(queued), Some(stats)) = (conn.queued_at.take(), &self.stats) {
             stats.sent(queued, now);
         }
         let Some(conn) = self.conn_mut(id) else {
@@ -642,6 +677,9 @@ impl<T: Transport> Worker<T> {
         };
         if !matches!(respond, Respond::Streaming(_)) {
             conn.stream = None;
+            if let Some(stats) = &self.stats {
+                stats.finished();
+            }
         }
         match respond {
             Respond::Streaming(_) => {}
@@ -770,6 +808,12 @@ impl<T: Transport> Worker<T> {
         if slot.as_ref().is_some_and(|c| c.id == id) {
             let Some(conn) = slot.take() else { return };
             self.open -= 1;
+            if let Some(stats) = &self.stats {
+                stats.open(self.open);
+                if conn.stream.is_some() {
+                    stats.finished();
+                }
+            }
             if self.accept_paused && self.open < self.limits.max_connections {
                 self.accept_paused = false;
                 self.io.resume_accepting();
@@ -849,6 +893,42 @@ impl<T: Transport> Worker<T> {
             }
         }
         aborted
+    }
+}
+
+/// Counts an answered request (`answer`: the bytes queued for its response and what follows
+/// them) and logs it; `times`: when its round started and when the app was called (if timed).
+fn observe(
+    stats: &mut Option<Stats>,
+    access_log: &mut Option<AccessLog>,
+    req: &http::Request<'_, '_>,
+    remote: Option<IpAddr>,
+    (response, respond): (&[u8], &Respond),
+    (round, called): (Instant, Option<Instant>),
+    date: &DateCache,
+) {
+    let returned = called.map(|_| Instant::now());
+    let duration = returned.map_or(Duration::ZERO, |r| r.saturating_duration_since(round));
+    if let (Some(stats), Some(called), Some(returned)) = (stats, called, returned) {
+        let status = access_log::response_status(response);
+        stats.request(req.method, status, round, called, returned);
+        if !matches!(respond, Respond::Streaming(_)) {
+            stats.finished();
+        }
+    }
+    if let Some(log) = access_log {
+        let file_len = match respond {
+            Respond::SendFile { body, .. } => body.len,
+            _ => 0,
+        };
+        let entry = Entry {
+            req,
+            remote,
+            response,
+            file_len,
+            duration,
+        };
+        log.log(&entry, date);
     }
 }
 

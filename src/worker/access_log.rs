@@ -1,0 +1,531 @@
+//! The access log (`--access-logfile`, `--access-logformat`): one line per answered request,
+//! in gunicorn's format language (Apache combined format by default).
+//!
+//! A worker formats the round's lines into one buffer and writes it with one write(2) at the
+//! end of the round, to a descriptor opened with O_APPEND: the other worker threads and
+//! processes append to the same file, and an appending write is never interleaved with
+//! another, so a line is never split. On a pipe or socket (`-` when stdout is one) only writes
+//! of at most PIPE_BUF bytes are atomic, so the buffer is written in pieces of whole lines up
+//! to that size. The descriptor is blocking: a consumer that does not keep up stalls the
+//! worker for as long as a write(2) to a full pipe takes, never longer (nothing else waits on
+//! it). A failed write drops the round's lines and is reported once.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::http::response::push_decimal;
+use crate::http::{DateCache, Request};
+
+/// Apache combined log format, gunicorn's default.
+pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
+/// Writes to a pipe of at most this many bytes are atomic (POSIX PIPE_BUF on Linux).
+const PIPE_BUF: usize = 4096;
+
+/// One piece of a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Atom {
+    Literal(Vec<u8>),
+    /// h: the remote address.
+    Host,
+    /// l, and atoms that have no value here: `-`.
+    Dash,
+    /// u: the user of Basic authentication.
+    User,
+    /// t: `[10/Oct/2000:13:55:36 +0000]` (UTC).
+    Time,
+    /// r: the request line.
+    RequestLine,
+    /// m, U, q, H.
+    Method,
+    Path,
+    Query,
+    Protocol,
+    /// s: the status code.
+    Status,
+    /// B, b: body bytes (b: `-` for none).
+    Bytes,
+    BytesOrDash,
+    /// f, a.
+    Referer,
+    UserAgent,
+    /// T seconds, D microseconds, M milliseconds, L decimal seconds.
+    Seconds,
+    Micros,
+    Millis,
+    DecimalSeconds,
+    /// p: `<pid>`.
+    Pid,
+    /// {name}i, {name}o (lowercase).
+    RequestHeader(String),
+    ResponseHeader(String),
+}
+
+/// The format string is not one gunicorn would accept either.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("--access-logformat: unterminated '%(' at byte {0}")]
+    Unterminated(usize),
+    #[error("--access-logformat: unknown atom '%({0})s' (supported: h l u t r m U q H s B b f a T D M L p {{header}}i {{header}}o)")]
+    Unknown(String),
+}
+
+/// A parsed `--access-logformat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Format {
+    atoms: Vec<Atom>,
+    /// Whether an atom needs the time, the request's duration, or where the response's body
+    /// starts.
+    needs_time: bool,
+    needs_duration: bool,
+    needs_head_len: bool,
+}
+
+impl Format {
+    /// Parses gunicorn's `%(name)s` syntax (`%%` is a literal `%`). `{var}e` (the WSGI
+    /// environ) is accepted and written as `-`: the environ is not kept past the call.
+    pub fn parse(format: &str) -> Result<Format, FormatError> {
+        let mut atoms = Vec::new();
+        let mut literal = Vec::new();
+        let bytes = format.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && bytes.get(i + 1) == Some(&b'%') {
+                literal.push(b'%');
+                i += 2;
+                continue;
+            }
+            if bytes[i] != b'%' || bytes.get(i + 1) != Some(&b'(') {
+                literal.push(bytes[i]);
+                i += 1;
+                continue;
+            }
+            let end = format[i..]
+                .find(")s")
+                .map(|e| i + e)
+                .ok_or(FormatError::Unterminated(i))?;
+            let name = &format[i + 2..end];
+            if !literal.is_empty() {
+                atoms.push(Atom::Literal(std::mem::take(&mut literal)));
+            }
+            atoms.push(atom(name)?);
+            i = end + 2;
+        }
+        if !literal.is_empty() {
+            atoms.push(Atom::Literal(literal));
+        }
+        Ok(Format {
+            needs_time: atoms.contains(&Atom::Time),
+            needs_duration: atoms.iter().any(|a| {
+                matches!(
+                    a,
+                    Atom::Seconds | Atom::Micros | Atom::Millis | Atom::DecimalSeconds
+                )
+            }),
+            needs_head_len: atoms
+                .iter()
+                .any(|a| matches!(a, Atom::Bytes | Atom::BytesOrDash | Atom::ResponseHeader(_))),
+            atoms,
+        })
+    }
+}
+
+fn atom(name: &str) -> Result<Atom, FormatError> {
+    let header = |suffix: char| {
+        name.strip_prefix('{')
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|n| n.strip_suffix('}'))
+            .map(str::to_ascii_lowercase)
+    };
+    Ok(match name {
+        "h" => Atom::Host,
+        "l" => Atom::Dash,
+        "u" => Atom::User,
+        "t" => Atom::Time,
+        "r" => Atom::RequestLine,
+        "m" => Atom::Method,
+        "U" => Atom::Path,
+        "q" => Atom::Query,
+        "H" => Atom::Protocol,
+        "s" => Atom::Status,
+        "B" => Atom::Bytes,
+        "b" => Atom::BytesOrDash,
+        "f" => Atom::Referer,
+        "a" => Atom::UserAgent,
+        "T" => Atom::Seconds,
+        "D" => Atom::Micros,
+        "M" => Atom::Millis,
+        "L" => Atom::DecimalSeconds,
+        "p" => Atom::Pid,
+        _ => {
+            if let Some(h) = header('i') {
+                Atom::RequestHeader(h)
+            } else if let Some(h) = header('o') {
+                Atom::ResponseHeader(h)
+            } else if header('e').is_some() {
+                Atom::Dash
+            } else {
+                return Err(FormatError::Unknown(name.to_owned()));
+            }
+        }
+    })
+}
+
+/// What a line is made of: the request, and the bytes queued for its response.
+pub struct Entry<'a, 'b, 'h> {
+    pub req: &'a Request<'b, 'h>,
+    /// The address the app saw as REMOTE_ADDR (None: a unix-domain peer).
+    pub remote: Option<IpAddr>,
+    /// The response's head and the body bytes queued with it (all of it unless streamed).
+    pub response: &'a [u8],
+    /// Body bytes sent from a file after `response`.
+    pub file_len: u64,
+    /// From the start of the round that completed the request to the call's return (zero
+    /// unless [`AccessLog::timed`]).
+    pub duration: Duration,
+}
+
+/// The status code at the start of a response head (`HTTP/1.1 200 OK`); 0 if there is none.
+pub fn response_status(response: &[u8]) -> u16 {
+    match response.get(9..12) {
+        Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_digit) => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => 0,
+    }
+}
+
+/// One worker's access log.
+pub struct AccessLog {
+    format: Format,
+    file: File,
+    /// A pipe or socket: writes are limited to PIPE_BUF bytes.
+    pipe: bool,
+    /// The round's lines.
+    lines: Vec<u8>,
+    /// `[06/Nov/1994:08:49:37 +0000]` for the second `time_secs`.
+    time: Vec<u8>,
+    time_secs: u64,
+    /// The last remote address and its text (most lines repeat the one before: keep-alive
+    /// connections, a proxy in front).
+    host: Option<(IpAddr, Vec<u8>)>,
+    pid: u32,
+    failed: bool,
+}
+
+impl AccessLog {
+    /// Opens `path` for appending (created if missing; `-` is standard output) to write lines
+    /// in `format`.
+    pub fn open(path: &Path, format: &str) -> std::io::Result<AccessLog> {
+        let format = Format::parse(format)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let file = if path.as_os_str() == "-" {
+            File::from(nix::unistd::dup(std::io::stdout())?)
+        } else {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .open(path)?
+        };
+        let kind = file.metadata()?.file_type();
+        Ok(AccessLog {
+            format,
+            file,
+            pipe: kind.is_fifo() || kind.is_socket(),
+            lines: Vec::with_capacity(PIPE_BUF),
+            time: Vec::new(),
+            time_secs: u64::MAX,
+            host: None,
+            pid: std::process::id(),
+            failed: false,
+        })
+    }
+
+    /// Whether lines show the request's duration (it then has to be measured).
+    pub fn timed(&self) -> bool {
+        self.format.needs_duration
+    }
+
+    /// Formats the line of one request into the round's buffer.
+    pub fn log(&mut self, entry: &Entry<'_, '_, '_>, date: &DateCache) {
+        if self.format.needs_time {
+            self.refresh_time(date);
+        }
+        let head_len = if self.format.needs_head_len {
+            crate::http::find_head_end(entry.response, 0).unwrap_or(entry.response.len())
+        } else {
+            0
+        };
+        let req = entry.req;
+        let out = &mut self.lines;
+        for atom in &self.format.atoms {
+            match atom {
+                Atom::Literal(bytes) => out.extend_from_slice(bytes),
+                Atom::Host => match entry.remote {
+                    Some(addr) => {
+                        if self.host.as_ref().is_none_or(|(last, _)| *last != addr) {
+                            self.host = Some((addr, addr.to_string().into_bytes()));
+                        }
+                        out.extend_from_slice(self.host.as_ref().map_or(b"-", |(_, t)| t));
+                    }
+                    None => out.push(b'-'),
+                },
+                Atom::Dash => out.push(b'-'),
+                Atom::User => match req.header("authorization").and_then(basic_user) {
+                    Some(user) => escaped(out, &user),
+                    None => out.push(b'-'),
+                },
+                Atom::Time => out.extend_from_slice(&self.time),
+                Atom::RequestLine => {
+                    escaped(out, req.method.as_bytes());
+                    out.push(b' ');
+                    escaped(out, req.target);
+                    out.push(b' ');
+                    out.extend_from_slice(req.version.as_str().as_bytes());
+                }
+                Atom::Method => escaped(out, req.method.as_bytes()),
+                Atom::Path => escaped(out, req.path),
+                Atom::Query => escaped(out, req.query),
+                Atom::Protocol => out.extend_from_slice(req.version.as_str().as_bytes()),
+                Atom::Status => match entry.response.get(9..12) {
+                    Some(digits) if response_status(entry.response) != 0 => {
+                        out.extend_from_slice(digits)
+                    }
+                    _ => out.push(b'-'),
+                },
+                Atom::Bytes | Atom::BytesOrDash => {
+                    let n = (entry.response.len() - head_len) as u64 + entry.file_len;
+                    if n == 0 && *atom == Atom::BytesOrDash {
+                        out.push(b'-');
+                    } else {
+                        push_decimal(out, n);
+                    }
+                }
+                Atom::Referer => header_or_dash(out, req.header("referer")),
+                Atom::UserAgent => header_or_dash(out, req.header("user-agent")),
+                Atom::Seconds => push_decimal(out, entry.duration.as_secs()),
+                Atom::Micros => push_decimal(out, entry.duration.as_micros() as u64),
+                Atom::Millis => push_decimal(out, entry.duration.as_millis() as u64),
+                Atom::DecimalSeconds => {
+                    let _ = write!(out, "{:.6}", entry.duration.as_secs_f64());
+                }
+                Atom::Pid => {
+                    let _ = write!(out, "<{}>", self.pid);
+                }
+                Atom::RequestHeader(name) => header_or_dash(out, req.header(name)),
+                Atom::ResponseHeader(name) => {
+                    header_or_dash(out, response_header(&entry.response[..head_len], name))
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+
+    /// Writes the round's lines: one write(2), or pieces of whole lines of at most PIPE_BUF
+    /// bytes on a pipe.
+    pub fn flush(&mut self) {
+        if self.lines.is_empty() {
+            return;
+        }
+        let result = if self.pipe {
+            let mut rest = &self.lines[..];
+            let mut result = Ok(());
+            while !rest.is_empty() && result.is_ok() {
+                let piece = whole_lines(rest, PIPE_BUF);
+                result = (&self.file).write_all(&rest[..piece]);
+                rest = &rest[piece..];
+            }
+            result
+        } else {
+            (&self.file).write_all(&self.lines)
+        };
+        self.lines.clear();
+        if let Err(e) = result {
+            if !self.failed {
+                self.failed = true;
+                tracing::error!("cannot write the access log: {e} (lines are dropped)");
+            }
+        }
+    }
+
+    fn refresh_time(&mut self, date: &DateCache) {
+        if date.unix_secs() == self.time_secs {
+            return;
+        }
+        // Rearranged from the Date header's `Sun, 06 Nov 1994 08:49:37 GMT`.
+        let d = date.header_value();
+        self.time.clear();
+        self.time.push(b'[');
+        self.time.extend_from_slice(&d[5..7]);
+        self.time.push(b'/');
+        self.time.extend_from_slice(&d[8..11]);
+        self.time.push(b'/');
+        self.time.extend_from_slice(&d[12..16]);
+        self.time.push(b':');
+        self.time.extend_from_slice(&d[17..25]);
+        self.time.extend_from_slice(b" +0000]");
+        self.time_secs = date.unix_secs();
+    }
+}
+
+/// Length of the longest run of whole lines of at most `max` bytes at the start of `buf` (a
+/// single longer line is taken whole).
+fn whole_lines(buf: &[u8], max: usize) -> usize {
+    if buf.len() <= max {
+        return buf.len();
+    }
+    match memchr::memrchr(b'\n', &buf[..max]) {
+        Some(i) => i + 1,
+        None => memchr::memchr(b'\n', buf).map_or(buf.len(), |i| i + 1),
+    }
+}
+
+/// The value of header `name` (lowercase) in a response head.
+fn response_header<'r>(head: &'r [u8], name: &str) -> Option<&'r [u8]> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = memchr::memchr(b':', line)?;
+        line[..colon]
+            .eq_ignore_ascii_case(name.as_bytes())
+            .then(|| line[colon + 1..].trim_ascii())
+    })
+}
+
+fn header_or_dash(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(v) if !v.is_empty() => escaped(out, v),
+        _ => out.push(b'-'),
+    }
+}
+
+/// Copies `bytes`, escaping what could break a line or a quoted field (as Apache does): `"`
+/// and `\` with a backslash, control and non-ASCII bytes as `\xHH`.
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let plain = |b: &u8| matches!(b, 0x20..=0x7e) && *b != b'"' && *b != b'\\';
+    if bytes.iter().all(plain) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            0x20..=0x7e => out.push(b),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+}
+
+/// The user name of `Authorization: Basic base64(user:password)`.
+fn basic_user(value: &[u8]) -> Option<Vec<u8>> {
+    let (scheme, token) = value.trim_ascii().split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let decoded = decode_base64(token.trim_ascii())?;
+    let end = memchr::memchr(b':', &decoded).unwrap_or(decoded.len());
+    Some(decoded[..end].to_vec())
+}
+
+fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let text = text
+        .strip_suffix(b"==")
+        .or(text.strip_suffix(b"="))
+        .unwrap_or(text);
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut n) = (0u32, 0);
+    for &c in text {
+        bits = bits << 6 | u32::from(value(c)?);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{self, HeadLimits};
+
+    fn line(format: &str, head: &[u8], response: &[u8]) -> String {
+        let mut slots = http::new_header_slots();
+        let req = http::parse_head(head, &mut slots, &HeadLimits::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut log = AccessLog::open(&path, format).unwrap();
+        let mut date = DateCache::new();
+        date.refresh(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777));
+        let entry = Entry {
+            req: &req,
+            remote: Some("10.1.2.3".parse().unwrap()),
+            response,
+            file_len: 0,
+            duration: Duration::from_micros(1500),
+        };
+        log.log(&entry, &date);
+        log.flush();
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn combined_format() {
+        let head = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: curl \"7\"\r\nAuthorization: Basic dXNlcjpwdw==\r\n\r\n";
+        let response = b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!";
+        assert_eq!(
+            line(DEFAULT_FORMAT, head, response),
+            "10.1.2.3 - user [06/Nov/1994:08:49:37 +0000] \"GET /a?b=1 HTTP/1.1\" 404 5 \"-\" \"curl \\\"7\\\"\"\n"
+        );
+    }
+
+    #[test]
+    fn other_atoms() {
+        let head = b"POST /p?q=2 HTTP/1.0\r\nX-Id: \xe9z\r\n\r\n";
+        let response = b"HTTP/1.1 204 No Content\r\nX-Out: yes\r\n\r\n";
+        let format = "%(m)s %(U)s %(q)s %(H)s %(b)s %(B)s %(T)s %(D)s %(M)s %(L)s %({x-id}i)s %({X-Out}o)s %({nope}o)s %({HOME}e)s 100%%";
+        assert_eq!(
+            line(format, head, response),
+            "POST /p q=2 HTTP/1.0 - 0 0 1500 1 0.001500 \\xe9z yes - - 100%\n"
+        );
+    }
+
+    #[test]
+    fn bad_formats_are_refused() {
+        assert!(matches!(
+            Format::parse("%(h"),
+            Err(FormatError::Unterminated(0))
+        ));
+        assert!(matches!(
+            Format::parse("%(zz)s"),
+            Err(FormatError::Unknown(_))
+        ));
+        assert!(Format::parse("100% plain").is_ok());
+    }
+
+    #[test]
+    fn pipe_writes_are_whole_lines_within_pipe_buf() {
+        let lines = "x".repeat(99) + "\n";
+        let buf = lines.repeat(100);
+        let first = whole_lines(buf.as_bytes(), PIPE_BUF);
+        assert_eq!(first, 4000);
+        let long = "y".repeat(5000) + "\nz\n";
+        assert_eq!(whole_lines(long.as_bytes(), PIPE_BUF), 5001);
+        assert_eq!(response_status(b"HTTP/1.1 503 X\r\n"), 503);
+        assert_eq!(response_status(b"junk"), 0);
+    }
+}
