@@ -123,7 +123,7 @@ fn render(memory: &SharedMemory, slots: usize) -> String {
     time_histogram(
         &mut out,
         "ringwsgi_request_duration_seconds",
-        "From the start of the round that completed the request to the return of the app's call.",
+        "From the start of the round that completed the request until its response was complete (queued whole, or, streamed or from --threads, sent).",
         word::DURATION,
         word::DURATION_SUM_NS,
     );

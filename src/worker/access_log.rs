@@ -32,7 +32,7 @@ enum Atom {
     Literal(Vec<u8>),
     /// h: the remote address.
     Host,
-    /// l, and atoms that have no value here: `-`.
+    /// l, and atoms that have no value here: `-` (merged into the literal runs).
     Dash,
     /// u: the user of Basic authentication.
     User,
@@ -78,11 +78,11 @@ pub enum FormatError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Format {
     atoms: Vec<Atom>,
-    /// Whether an atom needs the time, the request's duration, or where the response's body
-    /// starts.
+    /// Whether an atom needs the time, the request's duration, or the request headers that
+    /// are looked up in one pass (Authorization, Referer, User-Agent).
     needs_time: bool,
     needs_duration: bool,
-    needs_head_len: bool,
+    needs_headers: bool,
 }
 
 impl Format {
@@ -109,15 +109,21 @@ impl Format {
                 .map(|e| i + e)
                 .ok_or(FormatError::Unterminated(i))?;
             let name = &format[i + 2..end];
+            i = end + 2;
+            let atom = atom(name)?;
+            if atom == Atom::Dash {
+                // A constant: part of the literal run around it.
+                literal.push(b'-');
+                continue;
+            }
             if !literal.is_empty() {
                 atoms.push(Atom::Literal(std::mem::take(&mut literal)));
             }
-            atoms.push(atom(name)?);
-            i = end + 2;
+            atoms.push(atom);
         }
-        if !literal.is_empty() {
-            atoms.push(Atom::Literal(literal));
-        }
+        // The line's end is part of the last literal run.
+        literal.push(b'\n');
+        atoms.push(Atom::Literal(literal));
         Ok(Format {
             needs_time: atoms.contains(&Atom::Time),
             needs_duration: atoms.iter().any(|a| {
@@ -126,9 +132,9 @@ impl Format {
                     Atom::Seconds | Atom::Micros | Atom::Millis | Atom::DecimalSeconds
                 )
             }),
-            needs_head_len: atoms
+            needs_headers: atoms
                 .iter()
-                .any(|a| matches!(a, Atom::Bytes | Atom::BytesOrDash | Atom::ResponseHeader(_))),
+                .any(|a| matches!(a, Atom::User | Atom::Referer | Atom::UserAgent)),
             atoms,
         })
     }
@@ -175,17 +181,19 @@ fn atom(name: &str) -> Result<Atom, FormatError> {
     })
 }
 
-/// What a line is made of: the request, and the bytes queued for its response.
+/// What a line is made of: the request (None when it could not be parsed) and its response.
 pub struct Entry<'a, 'b, 'h> {
-    pub req: &'a Request<'b, 'h>,
-    /// The address the app saw as REMOTE_ADDR (None: a unix-domain peer).
+    pub req: Option<&'a Request<'b, 'h>>,
+    /// The address the app saw as REMOTE_ADDR (None: a unix-domain peer, or unknown).
     pub remote: Option<IpAddr>,
-    /// The response's head and the body bytes queued with it (all of it unless streamed).
-    pub response: &'a [u8],
-    /// Body bytes sent from a file after `response`.
-    pub file_len: u64,
-    /// From the start of the round that completed the request to the call's return (zero
-    /// unless [`AccessLog::timed`]).
+    /// The response's status code (0: none was sent).
+    pub status: u16,
+    /// The response's head (for `{name}o`; may be empty when the format does not need it).
+    pub head: &'a [u8],
+    /// Body bytes sent (for a streamed or pool-answered response, once it is complete).
+    pub body_len: u64,
+    /// From the start of the round that completed the request until the response was
+    /// complete (zero unless [`AccessLog::timed`]).
     pub duration: Duration,
 }
 
@@ -251,22 +259,28 @@ impl AccessLog {
         self.format.needs_duration
     }
 
+    /// Whether lines show a response header (the response head is then needed).
+    pub fn needs_response_head(&self) -> bool {
+        self.format
+            .atoms
+            .iter()
+            .any(|a| matches!(a, Atom::ResponseHeader(_)))
+    }
+
     /// Formats the line of one request into the round's buffer.
     pub fn log(&mut self, entry: &Entry<'_, '_, '_>, date: &DateCache) {
         if self.format.needs_time {
             self.refresh_time(date);
         }
-        let head_len = if self.format.needs_head_len {
-            crate::http::find_head_end(entry.response, 0).unwrap_or(entry.response.len())
-        } else {
-            0
+        let wanted = match entry.req {
+            Some(req) if self.format.needs_headers => Wanted::find(req),
+            _ => Wanted::default(),
         };
-        let req = entry.req;
         let out = &mut self.lines;
         for atom in &self.format.atoms {
-            match atom {
-                Atom::Literal(bytes) => out.extend_from_slice(bytes),
-                Atom::Host => match entry.remote {
+            match (atom, entry.req) {
+                (Atom::Literal(bytes), _) => out.extend_from_slice(bytes),
+                (Atom::Host, _) => match entry.remote {
                     Some(addr) => {
                         if self.host.as_ref().is_none_or(|(last, _)| *last != addr) {
                             self.host = Some((addr, addr.to_string().into_bytes()));
@@ -275,55 +289,49 @@ impl AccessLog {
                     }
                     None => out.push(b'-'),
                 },
-                Atom::Dash => out.push(b'-'),
-                Atom::User => match req.header("authorization").and_then(basic_user) {
+                (Atom::Dash, _) => out.push(b'-'),
+                (Atom::User, _) => match wanted.authorization.and_then(basic_user) {
                     Some(user) => escaped(out, &user),
                     None => out.push(b'-'),
                 },
-                Atom::Time => out.extend_from_slice(&self.time),
-                Atom::RequestLine => {
+                (Atom::Time, _) => out.extend_from_slice(&self.time),
+                (Atom::RequestLine, Some(req)) => {
                     escaped(out, req.method.as_bytes());
                     out.push(b' ');
                     escaped(out, req.target);
                     out.push(b' ');
                     out.extend_from_slice(req.version.as_str().as_bytes());
                 }
-                Atom::Method => escaped(out, req.method.as_bytes()),
-                Atom::Path => escaped(out, req.path),
-                Atom::Query => escaped(out, req.query),
-                Atom::Protocol => out.extend_from_slice(req.version.as_str().as_bytes()),
-                Atom::Status => match entry.response.get(9..12) {
-                    Some(digits) if response_status(entry.response) != 0 => {
-                        out.extend_from_slice(digits)
-                    }
-                    _ => out.push(b'-'),
-                },
-                Atom::Bytes | Atom::BytesOrDash => {
-                    let n = (entry.response.len() - head_len) as u64 + entry.file_len;
-                    if n == 0 && *atom == Atom::BytesOrDash {
-                        out.push(b'-');
-                    } else {
-                        push_decimal(out, n);
-                    }
+                (Atom::Method, Some(req)) => escaped(out, req.method.as_bytes()),
+                (Atom::Path, Some(req)) => escaped(out, req.path),
+                (Atom::Query, Some(req)) => escaped(out, req.query),
+                (Atom::Protocol, Some(req)) => {
+                    out.extend_from_slice(req.version.as_str().as_bytes())
                 }
-                Atom::Referer => header_or_dash(out, req.header("referer")),
-                Atom::UserAgent => header_or_dash(out, req.header("user-agent")),
-                Atom::Seconds => push_decimal(out, entry.duration.as_secs()),
-                Atom::Micros => push_decimal(out, entry.duration.as_micros() as u64),
-                Atom::Millis => push_decimal(out, entry.duration.as_millis() as u64),
-                Atom::DecimalSeconds => {
+                (Atom::Status, _) if (100..1000).contains(&entry.status) => {
+                    push_decimal(out, u64::from(entry.status))
+                }
+                (Atom::Bytes, _) => push_decimal(out, entry.body_len),
+                (Atom::BytesOrDash, _) if entry.body_len != 0 => push_decimal(out, entry.body_len),
+                (Atom::Referer, _) => header_or_dash(out, wanted.referer),
+                (Atom::UserAgent, _) => header_or_dash(out, wanted.user_agent),
+                (Atom::Seconds, _) => push_decimal(out, entry.duration.as_secs()),
+                (Atom::Micros, _) => push_decimal(out, entry.duration.as_micros() as u64),
+                (Atom::Millis, _) => push_decimal(out, entry.duration.as_millis() as u64),
+                (Atom::DecimalSeconds, _) => {
                     let _ = write!(out, "{:.6}", entry.duration.as_secs_f64());
                 }
-                Atom::Pid => {
+                (Atom::Pid, _) => {
                     let _ = write!(out, "<{}>", self.pid);
                 }
-                Atom::RequestHeader(name) => header_or_dash(out, req.header(name)),
-                Atom::ResponseHeader(name) => {
-                    header_or_dash(out, response_header(&entry.response[..head_len], name))
+                (Atom::RequestHeader(name), Some(req)) => header_or_dash(out, req.header(name)),
+                (Atom::ResponseHeader(name), _) => {
+                    header_or_dash(out, response_header(entry.head, name))
                 }
+                // A request that could not be parsed, a status that was not sent, no body.
+                _ => out.push(b'-'),
             }
         }
-        out.push(b'\n');
     }
 
     /// Writes the round's lines: one write(2), or pieces of whole lines of at most PIPE_BUF
@@ -370,6 +378,31 @@ impl AccessLog {
         self.time.extend_from_slice(&d[17..25]);
         self.time.extend_from_slice(b" +0000]");
         self.time_secs = date.unix_secs();
+    }
+}
+
+/// The request headers the combined format shows, found in one pass over the headers.
+#[derive(Default)]
+struct Wanted<'b> {
+    authorization: Option<&'b [u8]>,
+    referer: Option<&'b [u8]>,
+    user_agent: Option<&'b [u8]>,
+}
+
+impl<'b> Wanted<'b> {
+    fn find(req: &Request<'b, '_>) -> Self {
+        let mut wanted = Wanted::default();
+        for h in req.headers {
+            // The length first: most headers are none of these.
+            let slot = match h.name.len() {
+                13 if h.name.eq_ignore_ascii_case("authorization") => &mut wanted.authorization,
+                7 if h.name.eq_ignore_ascii_case("referer") => &mut wanted.referer,
+                10 if h.name.eq_ignore_ascii_case("user-agent") => &mut wanted.user_agent,
+                _ => continue,
+            };
+            slot.get_or_insert(h.value);
+        }
+        wanted
     }
 }
 
@@ -471,11 +504,13 @@ mod tests {
         let mut log = AccessLog::open(&path, format).unwrap();
         let mut date = DateCache::new();
         date.refresh(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777));
+        let head_len = http::find_head_end(response, 0).unwrap();
         let entry = Entry {
-            req: &req,
+            req: Some(&req),
             remote: Some("10.1.2.3".parse().unwrap()),
-            response,
-            file_len: 0,
+            status: response_status(response),
+            head: &response[..head_len],
+            body_len: (response.len() - head_len) as u64,
             duration: Duration::from_micros(1500),
         };
         log.log(&entry, &date);

@@ -76,6 +76,9 @@ pub struct Conn {
     /// During a graceful stop: a read made after it began has taken in everything the client
     /// sent before it.
     pub read_after_drain: bool,
+    /// The response being streamed or answered by the pool, to be counted and logged once it
+    /// is complete (`--metrics-bind`, `--stats`, `--access-logfile`).
+    pub unfinished: Option<super::observe::Unfinished>,
 }
 
 impl Conn {
@@ -119,6 +122,7 @@ impl Conn {
             clock: Clock::new(now),
             queued_at: None,
             read_after_drain: false,
+            unfinished: None,
         }
     }
 

@@ -12,11 +12,11 @@ pub mod access_log;
 mod body;
 mod conn;
 pub mod in_memory;
+mod observe;
 mod pool;
 pub mod stats;
 mod timeouts;
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,11 +26,12 @@ use pyo3::Python;
 use crate::http::{self, BodyFraming, DateCache, HeadLimits, Version};
 use crate::io::{ConnId, Event, Peer, Transport};
 use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
-use access_log::{AccessLog, Entry};
+use access_log::AccessLog;
 pub use body::SpoolSettings;
 use body::{Body, Incoming};
 use conn::Conn;
 pub use conn::Proxies;
+use observe::{Observers, Unfinished};
 pub use pool::Pool;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
 use stats::Stats;
@@ -469,6 +470,11 @@ impl<T: Transport> Worker<T> {
         if conn.stream.is_some() || conn.in_pool || conn.closing {
             return Next::Wait;
         }
+        let mut observers = Observers {
+            stats,
+            log: access_log,
+        };
+        let peer = conn.peer.addr().map(|a| a.ip());
         let (input, output) = io.buffers(id);
         let mut pos = 0;
         let mut answered = 0;
@@ -485,7 +491,8 @@ impl<T: Transport> Worker<T> {
                 // Refuse an oversized or broken head as soon as it is one, without buffering it whole.
                 if let Some(err) = http::check_partial_head(buf, &limits.head, &mut conn.scan) {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
-                    http::write_error_response(output, err.status, Version::Http11, date);
+                    let unparsed = (None, peer);
+                    observers.refused(output, err.status, Version::Http11, unparsed, *now, date);
                     break Next::Close;
                 }
                 break Next::Receive;
@@ -495,7 +502,8 @@ impl<T: Transport> Worker<T> {
                 Ok(req) => req,
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
-                    http::write_error_response(output, err.status, Version::Http11, date);
+                    let unparsed = (None, peer);
+                    observers.refused(output, err.status, Version::Http11, unparsed, *now, date);
                     break Next::Close;
                 }
             };
@@ -503,14 +511,15 @@ impl<T: Transport> Worker<T> {
                 Ok(client) => client,
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
-                    http::write_error_response(output, 400, req.version, date);
+                    observers.refused(output, 400, req.version, (Some(&req), peer), *now, date);
                     break Next::Close;
                 }
             };
             let body_len = match req.body {
                 BodyFraming::None => 0,
                 BodyFraming::Length(n) if limits.max_body != 0 && n > limits.max_body => {
-                    http::write_error_response(output, 413, req.version, date);
+                    let request = (Some(&req), client.addr);
+                    observers.refused(output, 413, req.version, request, *now, date);
                     break Next::Close;
                 }
                 BodyFraming::Length(n) if n as usize <= limits.spool.threshold => n as usize,
@@ -536,7 +545,15 @@ impl<T: Transport> Worker<T> {
                         match incoming.and_then(|incoming| incoming.take(input, pos + head_len)) {
                             Err(err) => {
                                 tracing::info!(peer = %conn.peer, "cannot receive the request body: {err}");
-                                http::write_error_response(output, err.status(), version, date);
+                                let request = (None, client.addr);
+                                observers.refused(
+                                    output,
+                                    err.status(),
+                                    version,
+                                    request,
+                                    *now,
+                                    date,
+                                );
                                 break Next::Close;
                             }
                             Ok(false) => {
@@ -587,6 +604,13 @@ impl<T: Transport> Worker<T> {
                     Input::Bytes(bytes) => OwnedBody::Bytes(bytes.to_vec()),
                     Input::File(file) => OwnedBody::File(file),
                 };
+                if observers.any() {
+                    let head = &buf[..req.head_len];
+                    conn.unfinished = Some(Unfinished::new(head, client.addr, *now));
+                    if let Some(stats) = observers.stats {
+                        stats.started();
+                    }
+                }
                 pool.submit(Job {
                     conn: id,
                     head: buf[..req.head_len].to_vec(),
@@ -600,24 +624,43 @@ impl<T: Transport> Worker<T> {
                 conn.in_pool = true;
                 break Next::Wait;
             }
-            let timed = stats.is_some() || access_log.as_ref().is_some_and(AccessLog::timed);
+            let timed =
+                observers.stats.is_some() || observers.log.as_ref().is_some_and(AccessLog::timed);
             let called = timed.then(Instant::now);
-            if let Some(stats) = stats {
+            if let Some(stats) = observers.stats {
                 stats.started();
             }
             let mark = output.len();
             let respond = wsgi.call(inline(py), &req, body, client, output, date);
-            if stats.is_some() || access_log.is_some() {
-                let answer = (&output[mark..], &respond);
-                observe(
-                    stats,
-                    access_log,
-                    &req,
-                    client.addr,
-                    answer,
-                    (*now, called),
-                    date,
-                );
+            if observers.any() {
+                let returned = called.map(|_| Instant::now());
+                if let (Some(stats), Some(called), Some(returned)) =
+                    (&mut *observers.stats, called, returned)
+                {
+                    stats.called(*now, called, returned);
+                }
+                let response = &output[mark..];
+                if let Respond::Streaming(_) = respond {
+                    // Observed once the stream ends.
+                    let mut unfinished = Unfinished::new(&buf[..req.head_len], client.addr, *now);
+                    unfinished.queued(response);
+                    conn.unfinished = Some(unfinished);
+                } else {
+                    if let Some(stats) = observers.stats {
+                        stats.finished();
+                    }
+                    let head_len = wsgi.head_len().unwrap_or_else(|| {
+                        http::find_head_end(response, 0).unwrap_or(response.len())
+                    });
+                    let file_len = match &respond {
+                        Respond::SendFile { body, .. } => body.len,
+                        _ => 0,
+                    };
+                    let duration =
+                        returned.map_or(Duration::ZERO, |r| r.saturating_duration_since(*now));
+                    let answer = (response, head_len, file_len);
+                    observers.answered(Some(&req), client.addr, answer, duration, date);
+                }
             }
             pos += total;
             answered += 1;
@@ -671,14 +714,24 @@ impl<T: Transport> Worker<T> {
         let Some(handle) = self.conn_mut(id).and_then(|c| c.stream) else {
             return;
         };
-        let respond = self.wsgi.resume(inline(py), handle, self.io.output(id));
+        let output = self.io.output(id);
+        let before = output.len();
+        let respond = self.wsgi.resume(inline(py), handle, output);
+        let queued = self.io.output(id).len().saturating_sub(before);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
+        if let Some(unfinished) = &mut conn.unfinished {
+            unfinished.body_bytes(queued as u64);
+        }
         if !matches!(respond, Respond::Streaming(_)) {
             conn.stream = None;
+            let unfinished = conn.unfinished.take();
             if let Some(stats) = &self.stats {
                 stats.finished();
+            }
+            if let Some(unfinished) = unfinished {
+                self.observe_unfinished(unfinished);
             }
         }
         match respond {
@@ -707,6 +760,26 @@ impl<T: Transport> Worker<T> {
                 continue;
             }
             self.io.output(id).extend_from_slice(&bytes);
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
+            let complete = !matches!(end, ReplyEnd::More { .. });
+            let mut finished = None;
+            if let Some(unfinished) = &mut conn.unfinished {
+                unfinished.queued(&bytes);
+                if let ReplyEnd::File { body, .. } = &end {
+                    unfinished.body_bytes(body.len);
+                }
+                if complete {
+                    finished = conn.unfinished.take();
+                }
+            }
+            if let Some(unfinished) = finished {
+                if let Some(stats) = &self.stats {
+                    stats.finished();
+                }
+                self.observe_unfinished(unfinished);
+            }
             let Some(conn) = self.conn_mut(id) else {
                 continue;
             };
@@ -745,8 +818,17 @@ impl<T: Transport> Worker<T> {
                     std::io::Error::from_raw_os_error(errno)
                 );
             }
+            let peer = self
+                .conn_mut(id)
+                .and_then(|c| c.peer.addr())
+                .map(|a| a.ip());
+            let mut observers = Observers {
+                stats: &mut self.stats,
+                log: &mut self.access_log,
+            };
             let output = self.io.output(id);
-            http::write_error_response(output, 500, Version::Http11, &self.date);
+            let unparsed = (None, peer);
+            observers.refused(output, 500, Version::Http11, unparsed, self.now, &self.date);
             self.close(id);
         } else if incoming.done() && incoming.settled() {
             self.process(py, id);
@@ -782,12 +864,17 @@ impl<T: Transport> Worker<T> {
             tracing::debug!(?what, "connection deadline passed");
             match what {
                 Expired::Head => {
-                    http::write_error_response(
-                        self.io.output(id),
-                        408,
-                        Version::Http11,
-                        &self.date,
-                    );
+                    let peer = self
+                        .conn_mut(id)
+                        .and_then(|c| c.peer.addr())
+                        .map(|a| a.ip());
+                    let mut observers = Observers {
+                        stats: &mut self.stats,
+                        log: &mut self.access_log,
+                    };
+                    let output = self.io.output(id);
+                    let unparsed = (None, peer);
+                    observers.refused(output, 408, Version::Http11, unparsed, now, &self.date);
                     self.close(id);
                 }
                 Expired::Idle | Expired::Body => self.close(id),
@@ -810,7 +897,7 @@ impl<T: Transport> Worker<T> {
             self.open -= 1;
             if let Some(stats) = &self.stats {
                 stats.open(self.open);
-                if conn.stream.is_some() {
+                if conn.stream.is_some() || (conn.in_pool && conn.unfinished.is_some()) {
                     stats.finished();
                 }
             }
@@ -824,7 +911,20 @@ impl<T: Transport> Worker<T> {
             if let Some(ack) = conn.ack {
                 let _ = ack.send(false);
             }
+            if let Some(unfinished) = conn.unfinished {
+                // Cut short: observed with what was queued.
+                self.observe_unfinished(unfinished);
+            }
         }
+    }
+
+    /// Counts and logs a streamed or pool-answered response that is complete.
+    fn observe_unfinished(&mut self, unfinished: Unfinished) {
+        let mut observers = Observers {
+            stats: &mut self.stats,
+            log: &mut self.access_log,
+        };
+        unfinished.finish(&mut observers, &self.limits.head, &self.date);
     }
 
     /// Quick stop: stop accepting and abort every connection (also in the middle of a drain).
@@ -893,42 +993,6 @@ impl<T: Transport> Worker<T> {
             }
         }
         aborted
-    }
-}
-
-/// Counts an answered request (`answer`: the bytes queued for its response and what follows
-/// them) and logs it; `times`: when its round started and when the app was called (if timed).
-fn observe(
-    stats: &mut Option<Stats>,
-    access_log: &mut Option<AccessLog>,
-    req: &http::Request<'_, '_>,
-    remote: Option<IpAddr>,
-    (response, respond): (&[u8], &Respond),
-    (round, called): (Instant, Option<Instant>),
-    date: &DateCache,
-) {
-    let returned = called.map(|_| Instant::now());
-    let duration = returned.map_or(Duration::ZERO, |r| r.saturating_duration_since(round));
-    if let (Some(stats), Some(called), Some(returned)) = (stats, called, returned) {
-        let status = access_log::response_status(response);
-        stats.request(req.method, status, round, called, returned);
-        if !matches!(respond, Respond::Streaming(_)) {
-            stats.finished();
-        }
-    }
-    if let Some(log) = access_log {
-        let file_len = match respond {
-            Respond::SendFile { body, .. } => body.len,
-            _ => 0,
-        };
-        let entry = Entry {
-            req,
-            remote,
-            response,
-            file_len,
-            duration,
-        };
-        log.log(&entry, date);
     }
 }
 

@@ -157,30 +157,25 @@ impl Stats {
         );
     }
 
-    /// Counts an answered request, from the start of its round (`round`), the app's call
-    /// (`called`) and the call's return (`returned`).
-    pub fn request(
-        &mut self,
-        method: &str,
-        status: u16,
-        round: Instant,
-        called: Instant,
-        returned: Instant,
-    ) {
+    /// Counts an app call: queued from the start of its round (`round`) until it was made
+    /// (`called`), returned at `returned`.
+    pub fn called(&mut self, round: Instant, called: Instant, returned: Instant) {
         let queue = called.saturating_duration_since(round);
-        let duration = returned.saturating_duration_since(round);
         let call = returned.saturating_duration_since(called);
         self.round_calls += call;
         self.add(word::CALL_NS, call.as_nanos() as u64);
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.add(
-            word::REQUESTS + method_index(method) * CLASSES.len() + class,
-            1,
-        );
-        self.add(word::DURATION + time_bucket(duration), 1);
-        self.add(word::DURATION_SUM_NS, duration.as_nanos() as u64);
         self.add(word::QUEUE + time_bucket(queue), 1);
         self.add(word::QUEUE_SUM_NS, queue.as_nanos() as u64);
+    }
+
+    /// Counts an answered request (`method` None: the head could not be parsed) whose response
+    /// was complete `duration` after the start of the round that completed the request.
+    pub fn answered(&mut self, method: Option<&str>, status: u16, duration: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        let method = method.map_or(METHODS.len() - 1, method_index);
+        self.add(word::REQUESTS + method * CLASSES.len() + class, 1);
+        self.add(word::DURATION + time_bucket(duration), 1);
+        self.add(word::DURATION_SUM_NS, duration.as_nanos() as u64);
     }
 
     /// Counts a round that answered `requests` requests in `elapsed` (what was not spent in
@@ -325,15 +320,28 @@ mod tests {
         assert!(report.contains(">64: 1"), "{report}");
     }
 
+    /// An inline request: its call, then its answer when the call returns.
+    fn request(
+        stats: &mut Stats,
+        method: &str,
+        status: u16,
+        round: Instant,
+        called: Instant,
+        returned: Instant,
+    ) {
+        stats.called(round, called, returned);
+        stats.answered(Some(method), status, returned - round);
+    }
+
     #[test]
     fn requests_count_by_method_class_and_time() {
         assert!(Stats::new(stats().memory.clone(), 2).is_none());
         let mut stats = stats();
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        stats.request("GET", 200, t0, ms(1), ms(3));
-        stats.request("BREW", 418, t0, t0, ms(30_000));
-        stats.request("GET", 999, t0, ms(2), ms(3));
+        request(&mut stats, "GET", 200, t0, ms(1), ms(3));
+        request(&mut stats, "BREW", 418, t0, t0, ms(30_000));
+        request(&mut stats, "GET", 999, t0, ms(2), ms(3));
         assert_eq!(stats.get(word::REQUESTS + 1), 1);
         assert_eq!(stats.get(word::REQUESTS + 4), 1, "GET 999 counts as 5xx");
         assert_eq!(
@@ -356,12 +364,12 @@ mod tests {
         let memory = Arc::new(SharedMemory::create(c"stats-test", SLOT_WORDS).unwrap());
         let mut first = Stats::new(memory.clone(), 0).unwrap();
         let t = Instant::now();
-        first.request("GET", 200, t, t, t);
+        request(&mut first, "GET", 200, t, t, t);
         first.open(3);
         first.started();
         drop(first);
         let mut second = Stats::new(memory, 0).unwrap();
-        second.request("GET", 200, t, t, t);
+        request(&mut second, "GET", 200, t, t, t);
         assert_eq!(second.get(word::REQUESTS + 1), 2);
         assert_eq!(second.get(word::OPEN), 0);
         assert_eq!(second.get(word::IN_FLIGHT), 0);

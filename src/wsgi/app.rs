@@ -96,6 +96,9 @@ struct State {
     streams: Table<Stream>,
     /// Stage times, when asked for.
     times: Option<CallTimes>,
+    /// Length of the response head the last call queued (None: the call failed and was
+    /// answered with an error response), so the access log need not look for its end.
+    head_len: Option<usize>,
 }
 
 /// The WSGI side of one worker. Drop it only through [`Wsgi::release`].
@@ -146,6 +149,7 @@ impl Wsgi {
                 names: Names::new(py),
                 streams: Table::default(),
                 times: None,
+                head_len: None,
             })
         })()
         .map_err(|e| LoadError::new(format!("cannot set up the worker: {e}")))?;
@@ -171,6 +175,11 @@ impl Wsgi {
             .as_ref()
             .and_then(|s| s.times)
             .unwrap_or_default()
+    }
+
+    /// Length of the response head the last [`Wsgi::call`] queued (None if it failed).
+    pub fn head_len(&self) -> Option<usize> {
+        self.state.as_ref().and_then(|s| s.head_len)
     }
 
     fn state(&mut self) -> &mut State {
@@ -200,6 +209,7 @@ impl Wsgi {
         if let Some(timer) = timer {
             timer.begin();
         }
+        state.head_len = None;
         let called = state.call(py, req, body, client, out, date, &info);
         let timed_out = timer.as_mut().is_some_and(|t| t.end(py));
         match called {
@@ -207,6 +217,7 @@ impl Wsgi {
             Err(failure) => {
                 state.log_failure(py, &failure, req.method, req.target);
                 out.truncate(start);
+                state.head_len = None;
                 let status = if timed_out {
                     tracing::error!(
                         "request {} {} timed out (--timeout): interrupted, answered 504",
@@ -396,8 +407,10 @@ impl State {
             items.push(b)
         })?;
         let known_len = exhausted.then_some(total);
+        let head_start = out.len();
         let (mut body, keep_alive) =
             response::write_head(py, out, &mut self.start_response, info, known_len, date)?;
+        self.head_len = Some(out.len() - head_start);
         for item in &items {
             body.write(out, item.as_bytes());
         }
@@ -433,6 +446,7 @@ impl State {
         date: &DateCache,
         info: &RequestInfo,
     ) -> Result<First, Failure> {
+        let head_start = out.len();
         let (body, keep_alive) = response::write_head(
             py,
             out,
@@ -441,6 +455,7 @@ impl State {
             Some(file.len),
             date,
         )?;
+        self.head_len = Some(out.len() - head_start);
         let Some(declared) = body.declared_len() else {
             // HEAD, 204, 304: no body.
             return Ok(First::Complete { keep_alive });

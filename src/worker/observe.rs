@@ -1,0 +1,130 @@
+//! Counting (`--metrics-bind`, `--stats`) and logging (`--access-logfile`) answered requests.
+//!
+//! A response queued whole in the request's round is observed at once, from what the worker
+//! already knows (the status at the head's start, the head's length from the call). Any other
+//! — a streamed body, a `--threads` pool's reply — becomes an [`Unfinished`] record kept with
+//! its connection, fed the bytes as they are queued, and observed when the response is
+//! complete or the connection closes. So are the answers the server gives itself.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::access_log::{response_status, AccessLog, Entry};
+use super::stats::Stats;
+use crate::http::{self, DateCache, HeadLimits, Request, Version};
+
+/// The statistics block and the access log, either of which may be off.
+pub struct Observers<'w> {
+    pub stats: &'w mut Option<Stats>,
+    pub log: &'w mut Option<AccessLog>,
+}
+
+impl Observers<'_> {
+    pub fn any(&self) -> bool {
+        self.stats.is_some() || self.log.is_some()
+    }
+
+    /// Counts and logs a complete response: `response` holds its head (`head_len` bytes, the
+    /// status at its start) and the body bytes queued with it, `more` the body bytes that
+    /// follow from a file.
+    pub fn answered(
+        &mut self,
+        req: Option<&Request<'_, '_>>,
+        remote: Option<IpAddr>,
+        (response, head_len, more): (&[u8], usize, u64),
+        duration: Duration,
+        date: &DateCache,
+    ) {
+        let status = response_status(response);
+        if let Some(stats) = self.stats {
+            stats.answered(req.map(|r| r.method), status, duration);
+        }
+        if let Some(log) = self.log {
+            let entry = Entry {
+                req,
+                remote,
+                status,
+                head: &response[..head_len],
+                body_len: (response.len() - head_len) as u64 + more,
+                duration,
+            };
+            log.log(&entry, date);
+        }
+    }
+
+    /// Writes the server's own answer `status` to a request the app is not called for
+    /// (`req`: None when its head could not be parsed), and counts and logs it.
+    pub fn refused(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        version: Version,
+        (req, remote): (Option<&Request<'_, '_>>, Option<IpAddr>),
+        round: Instant,
+        date: &DateCache,
+    ) {
+        let mark = out.len();
+        http::write_error_response(out, status, version, date);
+        if self.any() {
+            let response = &out[mark..];
+            let head_len = http::find_head_end(response, 0).unwrap_or(response.len());
+            let duration = Instant::now().saturating_duration_since(round);
+            self.answered(req, remote, (response, head_len, 0), duration, date);
+        }
+    }
+}
+
+/// A response that is complete only after its request's round: what is needed to count and
+/// log it then.
+pub struct Unfinished {
+    /// The request's head, parsed again when the response is complete.
+    request_head: Vec<u8>,
+    remote: Option<IpAddr>,
+    /// The start of the round that completed the request.
+    round: Instant,
+    /// The response's head once it was queued, with its status at the start.
+    response_head: Vec<u8>,
+    /// Body bytes queued after the head (chunked framing included), or sent from a file.
+    body_len: u64,
+}
+
+impl Unfinished {
+    pub fn new(request_head: &[u8], remote: Option<IpAddr>, round: Instant) -> Self {
+        Unfinished {
+            request_head: request_head.to_vec(),
+            remote,
+            round,
+            response_head: Vec::new(),
+            body_len: 0,
+        }
+    }
+
+    /// Response bytes queued for the request (the first ones start with the head).
+    pub fn queued(&mut self, bytes: &[u8]) {
+        if self.response_head.is_empty() && !bytes.is_empty() {
+            let head_len = http::find_head_end(bytes, 0).unwrap_or(bytes.len());
+            self.response_head = bytes[..head_len].to_vec();
+            self.body_len += (bytes.len() - head_len) as u64;
+        } else {
+            self.body_len += bytes.len() as u64;
+        }
+    }
+
+    /// Body bytes queued after the first ones, or sent from a file.
+    pub fn body_bytes(&mut self, len: u64) {
+        self.body_len += len;
+    }
+
+    /// The response is complete (or its connection closed): count and log it.
+    pub fn finish(self, observers: &mut Observers<'_>, limits: &HeadLimits, date: &DateCache) {
+        let mut slots = http::new_header_slots();
+        let req = http::parse_head(&self.request_head, &mut slots, limits).ok();
+        let duration = Instant::now().saturating_duration_since(self.round);
+        let response = (
+            &self.response_head[..],
+            self.response_head.len(),
+            self.body_len,
+        );
+        observers.answered(req.as_ref(), self.remote, response, duration, date);
+    }
+}
