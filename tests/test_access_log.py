@@ -3,7 +3,7 @@ import re
 import threading
 import time
 
-from harness import RawConn, run_cli
+from harness import RawConn, get, run_cli
 
 # Apache combined log format.
 COMBINED_RE = re.compile(
@@ -135,3 +135,112 @@ def test_bad_format_and_unwritable_file_stop_the_start(tmp_path):
                               str(tmp_path / "missing-dir" / "x.log"), "wsgi_basic:app")
     assert code != 0
     assert "cannot open --access-logfile" in err, err
+
+
+# The line of a request the server answered itself; what it does not know is "-".
+REFUSED_RE = re.compile(
+    r'^127\.0\.0\.1 - - \[[^\]]+\] "(?P<request>[^"]*)" (?P<status>\d{3}) (?P<size>\d+) "-" "-"$'
+)
+
+
+def test_requests_answered_by_the_threads_pool_are_logged(server_factory, tmp_path):
+    log = tmp_path / "threads.log"
+    srv = server_factory("wsgi_basic:app", "--workers", "1", "--threads", "4",
+                         "--access-logfile", str(log), "--access-logformat", "%(r)s|%(s)s|%(B)s|%(b)s")
+    probes = len(read_lines(log, 1))
+    with RawConn(srv.port) as c:
+        assert c.request("GET", "/", headers=[("User-Agent", "pool")]).status == 200
+        assert c.request("POST", "/echo", body=b"twelve bytes").status == 200
+        assert c.request("GET", "/missing").status == 404
+        gen = c.request("GET", "/gen")  # a generator: streamed in chunks from a pool thread
+        assert gen.status == 200 and gen.header("Transfer-Encoding") == "chunked"
+        assert c.request("GET", "/status/204").status == 204
+    with RawConn(srv.port) as c:
+        assert c.request("GET", "/error").status == 500
+    lines = read_lines(log, probes + 6)[probes:]
+    assert len(lines) == 6, lines
+    got = [line.split("|") for line in lines]
+    assert got[:5] == [
+        ["GET / HTTP/1.1", "200", "13", "13"],
+        ["POST /echo HTTP/1.1", "200", "12", "12"],
+        ["GET /missing HTTP/1.1", "404", str(len("not found: /missing")), str(len("not found: /missing"))],
+        ["GET /gen HTTP/1.1", "200", str(len(gen.body)), str(len(gen.body))],
+        ["GET /status/204 HTTP/1.1", "204", "0", "-"],
+    ], lines
+    assert got[5][:2] == ["GET /error HTTP/1.1", "500"], lines
+
+
+def test_a_timed_out_call_is_logged_with_504_inline_and_in_the_pool(server_factory, tmp_path):
+    for threads in ("1", "2"):
+        log = tmp_path / f"timeout-{threads}.log"
+        srv = server_factory("lifecycle_app:app", "--workers", "1", "--threads", threads,
+                             "--timeout", "1", "--access-logfile", str(log))
+        probes = len(read_lines(log, 1))
+        assert get(srv.port, "/spin?s=30", timeout=30).status == 504
+        lines = read_lines(log, probes + 1)[probes:]
+        m = COMBINED_RE.match(lines[0])
+        assert m, lines
+        assert (m["target"], m["status"]) == ("/spin?s=30", "504"), lines
+        srv.stop()
+
+
+def test_requests_the_server_refuses_are_logged(server_factory, tmp_path):
+    log = tmp_path / "refused.log"
+    srv = server_factory("wsgi_basic:app", "--workers", "1", "--access-logfile", str(log),
+                         "--limit-request-body", "10", "--header-timeout", "1")
+    probes = len(read_lines(log, 1))
+    sent = [
+        (b"GARBAGE\r\n\r\n", "400"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "414"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n", "431"),
+        (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "413"),
+        (b"GET / HTTP/1.1\r\n", "408"),  # the head never completes
+    ]
+    for raw, status in sent:
+        with RawConn(srv.port, timeout=15) as c:
+            c.send(raw)
+            assert str(c.read_response("GET").status) == status, raw[:40]
+    lines = read_lines(log, probes + len(sent))[probes:]
+    assert len(lines) == len(sent), lines
+    matched = [REFUSED_RE.match(line) for line in lines]
+    assert all(matched), lines
+    got = [(m["request"], m["status"]) for m in matched]
+    assert got == [("-", "400"), ("-", "414"), ("-", "431"),
+                   ("POST /upload HTTP/1.1", "413"), ("-", "408")], lines
+    assert all(int(m["size"]) > 0 for m in matched)
+    # The worker goes on serving, and logging.
+    with RawConn(srv.port) as c:
+        assert c.request("GET", "/after").status == 404
+    assert "/after" in read_lines(log, probes + len(sent) + 1)[-1]
+
+
+def test_a_streamed_response_is_logged_once_sent_with_its_bytes_and_duration(server_factory, tmp_path):
+    log = tmp_path / "stream.log"
+    srv = server_factory("semantics_app:app", "--workers", "1", "--access-logfile", str(log),
+                         "--access-logformat", "%(U)s %(s)s %(B)s %(D)s")
+    probes = len(read_lines(log, 1))
+    total = 16 << 20  # far more than the socket buffers: sent only as the client reads
+    for query in (f"total={total}&chunk=65536", f"total={total}&chunk=65536&cl=1"):
+        c = RawConn(srv.port, timeout=30)
+        c.send(f"GET /stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(1.0)
+        assert len(read_lines(log, probes + 1, timeout=0.2)) == probes, "not logged before it is sent"
+        r = c.read_response("GET")
+        assert (r.status, len(r.body)) == (200, total)
+        c.close()
+        lines = read_lines(log, probes + 1)[probes:]
+        assert len(lines) == 1, lines
+        path, status, size, micros = lines[0].split()
+        assert (path, status, size) == ("/stream", "200", str(total)), lines
+        assert int(micros) >= 1_000_000, lines
+        probes += 1
+    # A stream cut short by the client: logged when the connection closes, with what was sent.
+    c = RawConn(srv.port)
+    c.send(f"GET /stream?total={total}&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    c.read_head()
+    c.close()
+    lines = read_lines(log, probes + 1, timeout=10)[probes:]
+    assert len(lines) == 1, lines
+    path, status, size, _ = lines[0].split()
+    assert (path, status) == ("/stream", "200")
+    assert 0 < int(size) < total, lines

@@ -291,3 +291,46 @@ def test_counters_survive_a_worker_crash_and_a_reload(server_factory):
     while value(scrape(url), "ringwsgi_open_connections") != 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert value(scrape(url), "ringwsgi_open_connections") == 0
+
+
+def test_pool_refused_and_streamed_requests_are_counted(server_factory):
+    srv = server_factory("semantics_app:app", "--workers", "1", "--threads", "2",
+                         "--metrics-bind", "127.0.0.1:0", "--limit-request-body", "10")
+    url = metrics_url(srv)
+    before = scrape(url)
+    with RawConn(srv.port) as c:
+        for _ in range(3):
+            assert c.request("GET", "/").status == 200  # answered by the pool
+        r = c.request("GET", "/stream?total=300000&chunk=65536")  # streamed by the pool
+        assert (r.status, len(r.body)) == (200, 300000)
+    for raw, status in [(b"GARBAGE\r\n\r\n", 400),
+                        (b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n", 413),
+                        (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505)]:
+        with RawConn(srv.port) as c:
+            c.send(raw)
+            assert c.read_response("GET").status == status
+    after = scrape(url)
+    old, new = requests_by(before), requests_by(after)
+    grown = {key: new[key] - old.get(key, 0) for key in new if new[key] != old.get(key, 0)}
+    assert grown == {("GET", "2xx"): 4, ("other", "4xx"): 1, ("POST", "4xx"): 1,
+                     ("other", "5xx"): 1}
+    hist = "ringwsgi_request_duration_seconds"
+    assert value(after, hist + "_count") - value(before, hist + "_count") == 7
+    assert value(after, "ringwsgi_requests_in_flight") == 0
+
+
+def test_a_stream_counts_its_duration_until_it_is_sent(server_factory):
+    srv = server_factory("semantics_app:app", "--workers", "1", "--metrics-bind", "127.0.0.1:0")
+    url = metrics_url(srv)
+    hist = "ringwsgi_request_duration_seconds"
+    before = scrape(url)
+    c = RawConn(srv.port, timeout=30)
+    c.send(b"GET /stream?total=16777216&chunk=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(1.0)
+    assert value(scrape(url), hist + "_count") == value(before, hist + "_count"), "not before it is sent"
+    assert len(c.read_response("GET").body) == 16777216
+    c.close()
+    after = scrape(url)
+    assert value(after, hist + "_count") - value(before, hist + "_count") == 1
+    assert value(after, hist + "_sum") - value(before, hist + "_sum") >= 1.0
+    assert value(after, hist + "_bucket", le="0.5") == value(before, hist + "_bucket", le="0.5")

@@ -717,13 +717,14 @@ impl<T: Transport> Worker<T> {
         let output = self.io.output(id);
         let before = output.len();
         let respond = self.wsgi.resume(inline(py), handle, output);
-        let queued = self.io.output(id).len().saturating_sub(before);
+        let queued = &self.io.output(id)[before..];
+        let conn = self.conns.get_mut(id.index()).and_then(|c| c.as_mut());
+        if let Some(unfinished) = conn.and_then(|c| c.unfinished.as_mut()) {
+            unfinished.queued(queued);
+        }
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if let Some(unfinished) = &mut conn.unfinished {
-            unfinished.body_bytes(queued as u64);
-        }
         if !matches!(respond, Respond::Streaming(_)) {
             conn.stream = None;
             let unfinished = conn.unfinished.take();
@@ -768,7 +769,7 @@ impl<T: Transport> Worker<T> {
             if let Some(unfinished) = &mut conn.unfinished {
                 unfinished.queued(&bytes);
                 if let ReplyEnd::File { body, .. } = &end {
-                    unfinished.body_bytes(body.len);
+                    unfinished.sent_from_file(body.len);
                 }
                 if complete {
                     finished = conn.unfinished.take();

@@ -84,8 +84,10 @@ pub struct Unfinished {
     round: Instant,
     /// The response's head once it was queued, with its status at the start.
     response_head: Vec<u8>,
-    /// Body bytes queued after the head (chunked framing included), or sent from a file.
+    /// Body bytes queued after the head (without chunked framing), or sent from a file.
     body_len: u64,
+    /// The body is sent in chunks.
+    chunked: bool,
 }
 
 impl Unfinished {
@@ -96,22 +98,29 @@ impl Unfinished {
             round,
             response_head: Vec::new(),
             body_len: 0,
+            chunked: false,
         }
     }
 
     /// Response bytes queued for the request (the first ones start with the head).
-    pub fn queued(&mut self, bytes: &[u8]) {
+    pub fn queued(&mut self, mut bytes: &[u8]) {
         if self.response_head.is_empty() && !bytes.is_empty() {
             let head_len = http::find_head_end(bytes, 0).unwrap_or(bytes.len());
             self.response_head = bytes[..head_len].to_vec();
-            self.body_len += (bytes.len() - head_len) as u64;
-        } else {
-            self.body_len += bytes.len() as u64;
+            self.chunked =
+                memchr::memmem::find(&self.response_head, b"\r\nTransfer-Encoding: chunked\r\n")
+                    .is_some();
+            bytes = &bytes[head_len..];
         }
+        self.body_len += if self.chunked {
+            chunk_data_len(bytes)
+        } else {
+            bytes.len() as u64
+        };
     }
 
-    /// Body bytes queued after the first ones, or sent from a file.
-    pub fn body_bytes(&mut self, len: u64) {
+    /// Body bytes sent from a file.
+    pub fn sent_from_file(&mut self, len: u64) {
         self.body_len += len;
     }
 
@@ -126,5 +135,39 @@ impl Unfinished {
             self.body_len,
         );
         observers.answered(req.as_ref(), self.remote, response, duration, date);
+    }
+}
+
+/// The data bytes in `bytes`, whole chunks as the server writes them (`size\r\ndata\r\n`;
+/// each piece of queued output holds whole chunks); the last chunk ends the count.
+fn chunk_data_len(mut bytes: &[u8]) -> u64 {
+    let mut total = 0;
+    while let Some(eol) = memchr::memmem::find(bytes, b"\r\n") {
+        let size = std::str::from_utf8(&bytes[..eol])
+            .ok()
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+        let Some(size @ 1..) = size else { break };
+        total += size;
+        let next = (eol as u64 + 2 + size + 2).min(bytes.len() as u64) as usize;
+        bytes = &bytes[next..];
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_count_their_data_only() {
+        let mut unfinished = Unfinished::new(b"GET / HTTP/1.1\r\n\r\n", None, Instant::now());
+        unfinished.queued(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+        unfinished.queued(b"10\r\n0123456789abcdef\r\n3\r\nxyz\r\n0\r\n\r\n");
+        assert_eq!(unfinished.body_len, 24);
+        let mut plain = Unfinished::new(b"GET / HTTP/1.1\r\n\r\n", None, Instant::now());
+        plain.queued(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc");
+        plain.queued(b"def");
+        plain.sent_from_file(3);
+        assert_eq!(plain.body_len, 9);
     }
 }
