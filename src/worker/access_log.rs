@@ -2,7 +2,8 @@
 //! in gunicorn's format language (Apache combined format by default).
 //!
 //! A worker formats the round's lines into one buffer and writes it with one write(2) at the
-//! end of the round, to a descriptor opened with O_APPEND: the other worker threads and
+//! end of the round (under load, at the end of the round that brings it past [`FLUSH_AT`]
+//! bytes), to a descriptor opened with O_APPEND: the other worker threads and
 //! processes append to the same file, and an appending write is never interleaved with
 //! another, so a line is never split. On a pipe or socket (`-` when stdout is one) only writes
 //! of at most PIPE_BUF bytes are atomic, so the buffer is written in pieces of whole lines up
@@ -25,6 +26,9 @@ pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s 
 
 /// Writes to a pipe of at most this many bytes are atomic (POSIX PIPE_BUF on Linux).
 const PIPE_BUF: usize = 4096;
+/// Under load, lines gather up to this many bytes before they are written: fewer, larger
+/// writes (the kernel's cost is mostly per call and per page touched).
+pub const FLUSH_AT: usize = 32 * 1024;
 
 /// One piece of a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +249,7 @@ impl AccessLog {
             format,
             file,
             pipe: kind.is_fifo() || kind.is_socket(),
-            lines: Vec::with_capacity(PIPE_BUF),
+            lines: Vec::with_capacity(FLUSH_AT + PIPE_BUF),
             time: Vec::new(),
             time_secs: u64::MAX,
             host: None,
@@ -289,7 +293,6 @@ impl AccessLog {
                     }
                     None => out.push(b'-'),
                 },
-                (Atom::Dash, _) => out.push(b'-'),
                 (Atom::User, _) => match wanted.authorization.and_then(basic_user) {
                     Some(user) => escaped(out, &user),
                     None => out.push(b'-'),
@@ -328,15 +331,24 @@ impl AccessLog {
                 (Atom::ResponseHeader(name), _) => {
                     header_or_dash(out, response_header(entry.head, name))
                 }
-                // A request that could not be parsed, a status that was not sent, no body.
+                // A request that could not be parsed, a status that was not sent, no body
+                // (and `l`, `{name}e`, merged into the literal runs by the parser).
                 _ => out.push(b'-'),
             }
         }
     }
 
-    /// Writes the round's lines: one write(2), or pieces of whole lines of at most PIPE_BUF
+    /// The round ended: writes its lines unless `busy` (more rounds with requests follow
+    /// at once) and fewer than [`FLUSH_AT`] bytes gathered.
+    pub fn end_round(&mut self, busy: bool) {
+        if !busy || self.lines.len() >= FLUSH_AT {
+            self.flush();
+        }
+    }
+
+    /// Writes the gathered lines: one write(2), or pieces of whole lines of at most PIPE_BUF
     /// bytes on a pipe.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if self.lines.is_empty() {
             return;
         }
@@ -403,6 +415,13 @@ impl<'b> Wanted<'b> {
             slot.get_or_insert(h.value);
         }
         wanted
+    }
+}
+
+impl Drop for AccessLog {
+    /// The lines still gathered when the worker ends.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -78,6 +78,8 @@ impl Default for Limits {
 const MAX_UNSENT: usize = 4 << 20;
 /// Pipelined requests answered per connection before waiting for their responses to drain.
 const MAX_PIPELINED: usize = 64;
+/// Requests answered in a round from which on the access log's lines wait for the next round.
+const BUSY_ROUND: usize = 8;
 /// The room `Transport::receive` gives a read, at least.
 const RECEIVE_RESERVE: usize = 16 * 1024;
 /// How long after a graceful stop began idle connections are kept open, at least (closed at the
@@ -309,11 +311,14 @@ impl<T: Transport> Worker<T> {
             let elapsed = self.now.elapsed();
             stats.round(self.answered, elapsed, self.wsgi.times(), self.io.enters());
         }
+        let more = !(self.stopping && self.io.connections() == 0);
         if let Some(log) = &mut self.access_log {
-            log.flush();
+            // A large round is followed at once by another (its responses' sends complete):
+            // the lines wait for the load's last, smaller round, or for FLUSH_AT bytes.
+            log.end_round(self.answered >= BUSY_ROUND && more);
         }
         self.answered = 0;
-        Ok(!(self.stopping && self.io.connections() == 0))
+        Ok(more)
     }
 
     /// The transport (tests and benches feed the in-memory one through this).
