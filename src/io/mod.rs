@@ -1,4 +1,5 @@
-//! The transport layer: an io_uring completion loop (`Uring`) and an in-memory stand-in
+//! The transport layer: an io_uring completion loop (`Uring`), its epoll fallback (`Epoll`, for
+//! where io_uring is blocked or too old: `probe_uring` tells) and an in-memory stand-in
 //! (`Memory`) behind one poll-style `Transport` trait. This module knows nothing of HTTP or
 //! Python: the worker calls `wait()`, reacts to the round's `Event`s by queueing operations
 //! (`receive`, appending to `output`, `close`, ...), and calls `wait()` again, which submits
@@ -6,11 +7,16 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nix::sys::eventfd::EventFd;
+use socket2::SockRef;
 
+#[cfg(test)]
+mod conformance;
+mod epoll;
 mod listener;
 mod memory;
 mod uring;
@@ -18,7 +24,8 @@ mod uring;
 pub use listener::{adopt_fd, adopt_listener, bind_reuseport, set_inheritable};
 pub use memory::Memory;
 
-pub use uring::Uring;
+pub use epoll::Epoll;
+pub use uring::{probe_uring, Uring};
 
 /// Identifies a connection: a dense slab index plus a generation, so a stale id (one whose
 /// `Closed` was already reported) never reaches the connection that later reuses the slot.
@@ -71,6 +78,27 @@ impl fmt::Display for Peer {
     }
 }
 
+/// The peer of a just-accepted socket, with TCP_NODELAY set on TCP; None if the socket is
+/// already unusable (then the caller just drops it).
+fn accepted_peer(fd: &OwnedFd) -> Option<Peer> {
+    let sock = SockRef::from(fd);
+    // A unix-domain peer has no socket address; a TCP one must have one.
+    let peer = match sock.peer_addr() {
+        Ok(addr) if addr.is_unix() => Peer::Unix,
+        Ok(addr) => Peer::Tcp(addr.as_socket()?),
+        Err(e) => {
+            tracing::debug!("accepted socket unusable: {e}");
+            return None;
+        }
+    };
+    if peer != Peer::Unix {
+        if let Err(e) = sock.set_tcp_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    }
+    Some(peer)
+}
+
 /// What happened during one `wait()` round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -101,8 +129,8 @@ pub enum Event {
     },
 }
 
-/// What the worker needs from a transport; implemented by `Uring` (real sockets) and `Memory`
-/// (tests/benches).
+/// What the worker needs from a transport; implemented by `Uring` and `Epoll` (real sockets)
+/// and `Memory` (tests/benches).
 pub trait Transport {
     /// Submits all queued operations and sends, waits until at least one completion (or a
     /// wake/tick) is there, and appends this round's events to `events` (in completion order).
@@ -167,7 +195,7 @@ pub trait Transport {
     fn connections(&self) -> usize;
     /// A handle other threads use to wake this loop (`Event::Woken`).
     fn waker(&self) -> Waker;
-    /// Kernel entries (io_uring_enter calls) so far, for statistics.
+    /// Kernel entries (io_uring_enter or epoll_wait calls) so far, for statistics.
     fn enters(&self) -> u64;
 }
 
