@@ -113,6 +113,22 @@ pub struct Args {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// I/O loop: io_uring, or epoll where io_uring is unavailable (blocked by a container's
+    /// seccomp profile or kernel.io_uring_disabled, or a kernel before 6.1). `auto` probes at
+    /// start-up and logs what it chose and why; `uring` makes an unavailable io_uring a start-up
+    /// error; `epoll` never uses io_uring.
+    #[arg(long, value_enum, value_name = "LOOP", default_value_t = IoMode::Auto)]
+    pub io: IoMode,
+}
+
+/// `--io`: which transport the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 /// Errors in the configuration, reported as one line before anything starts.
@@ -167,6 +183,8 @@ pub struct WorkerConfig {
     pub write_timeout: f64,
     /// `--stats`.
     pub stats: bool,
+    /// `--io`.
+    pub io: IoMode,
 }
 
 impl WorkerConfig {

@@ -83,6 +83,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         body_timeout: args.body_timeout,
         write_timeout: args.write_timeout,
         stats: args.stats,
+        io: args.io,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals =
