@@ -106,7 +106,7 @@ def test_auto_uses_io_uring_where_it_works(server_factory):
 
 @needs_x86_64
 def test_auto_falls_back_to_epoll_when_seccomp_blocks_io_uring(server_factory):
-    srv = server_factory("wsgi_basic:app", "--workers", "2", preexec_fn=block_io_uring)
+    srv = server_factory("wsgi_basic:app", "--io", "auto", "--workers", "2", preexec_fn=block_io_uring)
     get_ok(srv)
     assert srv.wait_for_log("io: epoll")
     expected = (
