@@ -15,7 +15,9 @@
 //! ```
 //!
 //! - [`io`] owns the io_uring loop: accept, receive, send, close, timers, wake-ups. It knows
-//!   nothing of HTTP. An in-memory transport drives a worker without sockets (tests, benches).
+//!   nothing of HTTP. An epoll loop with the same interface stands in where io_uring is
+//!   unavailable (`--io`); an in-memory transport drives a worker without sockets (tests,
+//!   benches).
 //! - [`http`] knows bytes and HTTP/1.1: the request head is parsed with httparse straight out
 //!   of the connection's read buffer (no copy of the header bytes), then responses are encoded.
 //!   It knows nothing of Python.

@@ -18,7 +18,6 @@
 //! closed, `Closed` reported (`Closed` state) → slot `Free` at the next `wait`. Errors and
 //! `abort` close at once (nothing is ever in flight in the kernel).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::marker::PhantomData;
@@ -33,7 +32,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{accept4, shutdown, Shutdown, SockFlag};
 use socket2::SockRef;
 
-use super::{ConnId, Event, Transport, Waker};
+use super::outgoing::{Outgoing, Segment};
+use super::{Accepting, ConnId, Event, Transport, Waker};
 
 /// Room reserved in the input before each receive.
 const RECV_RESERVE: usize = 16 * 1024;
@@ -74,30 +74,6 @@ enum State {
     Closed,
 }
 
-/// What the caller asked for (`pause_accepting`, `resume_accepting`, `stop_accepting`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Accepting {
-    On,
-    Paused,
-    /// Final: `resume_accepting` does nothing any more.
-    Stopped,
-}
-
-/// Output queued behind a `send_file`, sent in order before `Slot::output`.
-enum Segment {
-    Bytes(Vec<u8>),
-    File { file: File, offset: u64, len: u64 },
-}
-
-impl Segment {
-    fn len(&self) -> usize {
-        match self {
-            Segment::Bytes(b) => b.len(),
-            Segment::File { len, .. } => usize::try_from(*len).unwrap_or(usize::MAX),
-        }
-    }
-}
-
 /// The file a connection is sending (its current segment).
 struct FileSend {
     file: File,
@@ -110,12 +86,8 @@ struct Slot {
     state: State,
     fd: Option<OwnedFd>,
     input: Vec<u8>,
-    /// Caller-visible output queue.
-    output: Vec<u8>,
-    /// Bytes being sent; `sent` of them are done. Separate from `output`, so the caller can
-    /// append while a send is partly done.
-    inflight: Vec<u8>,
-    sent: usize,
+    /// Output queue, buffer being sent and segments.
+    out: Outgoing,
     /// The caller asked for a receive (`receive`); cleared by `Received`.
     want_recv: bool,
     /// The kernel said the socket has input (or EOF, or an error) not yet read.
@@ -129,11 +101,8 @@ struct Slot {
     ticks: u8,
     /// Queued in `Epoll::todo`.
     queued: bool,
-    /// Segments to send (in order) before `output`; non-empty only after a `send_file`.
-    segments: VecDeque<Segment>,
+    /// The file being sent (the current segment).
     file: Option<FileSend>,
-    /// Something was sent since the last `Sent`: report `Sent` once all is sent.
-    notify: bool,
 }
 
 impl Slot {
@@ -143,9 +112,7 @@ impl Slot {
             state: State::Free,
             fd: None,
             input: Vec::with_capacity(INPUT_INITIAL),
-            output: Vec::new(),
-            inflight: Vec::new(),
-            sent: 0,
+            out: Outgoing::default(),
             want_recv: false,
             readable: false,
             writable: false,
@@ -153,9 +120,7 @@ impl Slot {
             drained: 0,
             ticks: 0,
             queued: false,
-            segments: VecDeque::new(),
             file: None,
-            notify: false,
         }
     }
 
@@ -395,7 +360,7 @@ impl Epoll {
             State::Open => {
                 if let Progress::Done = self.pump(index) {
                     let slot = &mut self.slots[index];
-                    if std::mem::take(&mut slot.notify) {
+                    if std::mem::take(&mut slot.out.notify) {
                         self.ready.push(Event::Sent {
                             conn: slot.conn(index),
                         });
@@ -487,7 +452,7 @@ impl Epoll {
     fn pump(&mut self, index: usize) -> Progress {
         loop {
             let slot = &mut self.slots[index];
-            if slot.sent < slot.inflight.len() || slot.file.is_some() {
+            if slot.out.sent < slot.out.inflight.len() || slot.file.is_some() {
                 if !slot.writable {
                     return Progress::Blocked;
                 }
@@ -508,10 +473,10 @@ impl Epoll {
                     }
                 }
             }
-            match slot.segments.pop_front() {
+            match slot.out.segments.pop_front() {
                 Some(Segment::Bytes(mut bytes)) => {
-                    std::mem::swap(&mut slot.inflight, &mut bytes);
-                    slot.sent = 0;
+                    std::mem::swap(&mut slot.out.inflight, &mut bytes);
+                    slot.out.sent = 0;
                 }
                 Some(Segment::File { len: 0, .. }) => {} // the file is closed here
                 Some(Segment::File { file, offset, len }) => {
@@ -521,10 +486,10 @@ impl Epoll {
                         remaining: len,
                     });
                 }
-                None if !slot.output.is_empty() => {
-                    std::mem::swap(&mut slot.output, &mut slot.inflight);
-                    slot.output.clear();
-                    slot.sent = 0;
+                None if !slot.out.output.is_empty() => {
+                    std::mem::swap(&mut slot.out.output, &mut slot.out.inflight);
+                    slot.out.output.clear();
+                    slot.out.sent = 0;
                 }
                 None => return Progress::Done,
             }
@@ -538,15 +503,17 @@ impl Epoll {
         let Some(fd) = slot.fd.as_ref() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        match SockRef::from(fd).send_with_flags(&slot.inflight[slot.sent..], libc::MSG_NOSIGNAL) {
+        match SockRef::from(fd)
+            .send_with_flags(&slot.out.inflight[slot.out.sent..], libc::MSG_NOSIGNAL)
+        {
             // 0 bytes for a non-empty send would loop forever: treat it as a dead peer.
             Ok(0) => Err(io::ErrorKind::BrokenPipe.into()),
             Ok(n) => {
-                slot.sent += n;
-                if slot.sent == slot.inflight.len() {
-                    slot.inflight.clear();
-                    slot.sent = 0;
-                    slot.notify = true;
+                slot.out.sent += n;
+                if slot.out.sent == slot.out.inflight.len() {
+                    slot.out.inflight.clear();
+                    slot.out.sent = 0;
+                    slot.out.notify = true;
                 }
                 Ok(true)
             }
@@ -577,7 +544,7 @@ impl Epoll {
                 f.remaining -= n as u64;
                 if f.remaining == 0 {
                     slot.file = None; // closes the file
-                    slot.notify = true;
+                    slot.out.notify = true;
                 }
                 Ok(true)
             }
@@ -601,10 +568,7 @@ impl Epoll {
         }
         slot.fd = None;
         slot.state = State::Closed;
-        slot.output.clear();
-        slot.inflight.clear();
-        slot.sent = 0;
-        slot.segments.clear();
+        slot.out.reset(BUFFER_KEEP);
         slot.file = None;
         self.released.push(index as u32);
         self.open -= 1;
@@ -619,25 +583,16 @@ impl Epoll {
             let slot = &mut self.slots[index as usize];
             slot.state = State::Free;
             slot.gen = (slot.gen + 1) & GEN_MASK;
-            // Calls after `Closed` may have queued something: it is dropped.
             slot.input.clear();
-            slot.output.clear();
-            slot.inflight.clear();
-            slot.segments.clear();
             if slot.input.capacity() > BUFFER_KEEP {
                 slot.input.shrink_to(INPUT_INITIAL);
             }
-            if slot.output.capacity() > BUFFER_KEEP {
-                slot.output.shrink_to(0);
-            }
-            if slot.inflight.capacity() > BUFFER_KEEP {
-                slot.inflight.shrink_to(0);
-            }
+            // Calls after `Closed` may have queued something: it is dropped.
+            slot.out.reset(BUFFER_KEEP);
             slot.want_recv = false;
             slot.hup = false;
             slot.drained = 0;
             slot.ticks = 0;
-            slot.notify = false;
             self.free.push(index);
         }
     }
@@ -744,13 +699,13 @@ impl Transport for Epoll {
             !slot.want_recv,
             "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
         );
-        (&mut slot.input, &mut slot.output)
+        (&mut slot.input, &mut slot.out.output)
     }
 
     fn output(&mut self, conn: ConnId) -> &mut Vec<u8> {
         self.live_or_panic(conn, "output");
         self.enqueue(conn.index());
-        &mut self.slots[conn.index()].output
+        &mut self.slots[conn.index()].out.output
     }
 
     fn pending_output(&self, conn: ConnId) -> usize {
@@ -759,12 +714,7 @@ impl Transport for Epoll {
                 .file
                 .as_ref()
                 .map_or(0, |f| usize::try_from(f.remaining).unwrap_or(usize::MAX));
-            s.segments
-                .iter()
-                .fold(s.output.len() + s.inflight.len() - s.sent, |n, seg| {
-                    n.saturating_add(seg.len())
-                })
-                .saturating_add(file)
+            s.out.pending(file)
         })
     }
 
@@ -800,12 +750,7 @@ impl Transport for Epoll {
         if !matches!(slot.state, State::Open | State::Flushing) {
             return; // closing: the file is closed here, like output appended too late
         }
-        if !slot.output.is_empty() {
-            let before = std::mem::take(&mut slot.output);
-            slot.segments.push_back(Segment::Bytes(before));
-        }
-        slot.segments.push_back(Segment::File { file, offset, len });
-        slot.notify = true;
+        slot.out.queue_file(file, offset, len);
         self.enqueue(conn.index());
     }
 
@@ -825,15 +770,11 @@ impl Transport for Epoll {
     }
 
     fn pause_accepting(&mut self) {
-        if self.accepting == Accepting::On {
-            self.accepting = Accepting::Paused;
-        }
+        self.accepting.pause();
     }
 
     fn resume_accepting(&mut self) {
-        if self.accepting == Accepting::Paused {
-            self.accepting = Accepting::On;
-        }
+        self.accepting.resume();
     }
 
     fn connections(&self) -> usize {

@@ -19,6 +19,7 @@ mod conformance;
 mod epoll;
 mod listener;
 mod memory;
+mod outgoing;
 mod uring;
 
 pub use listener::{adopt_fd, adopt_listener, bind_reuseport, set_inheritable};
@@ -97,6 +98,34 @@ fn accepted_peer(fd: &OwnedFd) -> Option<Peer> {
         }
     }
     Some(peer)
+}
+
+/// What the caller asked of accepting (`pause_accepting`, `resume_accepting`,
+/// `stop_accepting`), for the socket transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accepting {
+    On,
+    Paused,
+    /// Final: `resume_accepting` does nothing any more.
+    Stopped,
+}
+
+impl Accepting {
+    /// `pause_accepting`: true if accepting was on (and is paused now).
+    fn pause(&mut self) -> bool {
+        let was_on = *self == Accepting::On;
+        if was_on {
+            *self = Accepting::Paused;
+        }
+        was_on
+    }
+
+    /// `resume_accepting`: on again, unless stopped for good.
+    fn resume(&mut self) {
+        if *self == Accepting::Paused {
+            *self = Accepting::On;
+        }
+    }
 }
 
 /// What happened during one `wait()` round.

@@ -31,7 +31,6 @@
 //! `Finishing` → fd closed, `Closed` reported (`Closed` state) → slot `Free` at the next `wait`. Errors and `abort` jump to
 //! `Finishing` (in-flight ops cancelled). Only `Open` connections report events besides `Closed`.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::marker::PhantomData;
@@ -43,7 +42,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::SockRef;
 
-use super::{ConnId, Event, Transport, Waker};
+use super::outgoing::{Outgoing, Segment};
+use super::{Accepting, ConnId, Event, Transport, Waker};
 
 /// Room reserved in the input before each receive.
 const RECV_RESERVE: usize = 16 * 1024;
@@ -155,32 +155,8 @@ enum Accept {
     Backoff,
 }
 
-/// What the caller asked for (`pause_accepting`, `resume_accepting`, `stop_accepting`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Accepting {
-    On,
-    Paused,
-    /// Final: `resume_accepting` does nothing any more.
-    Stopped,
-}
-
 /// `index` of the cancel request aimed at the accept (told apart from connection cancels).
 const ACCEPT_CANCEL: u32 = u32::MAX;
-
-/// Output queued behind a `send_file`, sent in order before `Slot::output`.
-enum Segment {
-    Bytes(Vec<u8>),
-    File { file: File, offset: u64, len: u64 },
-}
-
-impl Segment {
-    fn len(&self) -> usize {
-        match self {
-            Segment::Bytes(b) => b.len(),
-            Segment::File { len, .. } => usize::try_from(*len).unwrap_or(usize::MAX),
-        }
-    }
-}
 
 /// A pipe used to splice a file to a socket; empty whenever it is in the pool.
 struct Pipe {
@@ -232,11 +208,8 @@ struct Slot {
     state: State,
     fd: Option<OwnedFd>,
     input: Vec<u8>,
-    /// Caller-visible output queue.
-    output: Vec<u8>,
-    /// Bytes being sent (kernel-visible while `send`); `sent` of them are done.
-    inflight: Vec<u8>,
-    sent: usize,
+    /// Output queue, buffer being sent (kernel-visible while `send`) and segments.
+    out: Outgoing,
     recv: bool,
     send: bool,
     shutdown: bool,
@@ -246,14 +219,10 @@ struct Slot {
     ticks: u8,
     /// Queued in `Uring::todo`.
     queued: bool,
-    /// Segments to send (in order) before `output`; non-empty only after a `send_file`.
-    segments: VecDeque<Segment>,
     /// The file being spliced (the current segment).
     file: Option<FileSend>,
     /// The splice in flight (`SpliceIn` or `SpliceOut`).
     splice: Option<Op>,
-    /// Something was sent since the last `Sent`: report `Sent` once all is sent.
-    notify: bool,
 }
 
 impl Slot {
@@ -263,9 +232,7 @@ impl Slot {
             state: State::Free,
             fd: None,
             input: Vec::with_capacity(INPUT_INITIAL),
-            output: Vec::new(),
-            inflight: Vec::new(),
-            sent: 0,
+            out: Outgoing::default(),
             recv: false,
             send: false,
             shutdown: false,
@@ -273,10 +240,8 @@ impl Slot {
             drained: 0,
             ticks: 0,
             queued: false,
-            segments: VecDeque::new(),
             file: None,
             splice: None,
-            notify: false,
         }
     }
 
@@ -691,16 +656,16 @@ impl Uring {
     /// Starts sending the output queue (swapped into the kernel-owned `inflight` buffer).
     fn start_send(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        debug_assert!(!slot.send && slot.inflight.is_empty());
-        std::mem::swap(&mut slot.output, &mut slot.inflight);
-        slot.sent = 0;
+        debug_assert!(!slot.send && slot.out.inflight.is_empty());
+        std::mem::swap(&mut slot.out.output, &mut slot.out.inflight);
+        slot.out.sent = 0;
         self.submit_send(index);
     }
 
     /// Sends the not yet sent rest of `inflight`.
     fn submit_send(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        let rest = &slot.inflight[slot.sent..];
+        let rest = &slot.out.inflight[slot.out.sent..];
         let len = rest.len().min(MAX_OP_LEN) as u32;
         let entry = opcode::Send::new(types::Fd(slot.raw_fd()), rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
@@ -721,13 +686,13 @@ impl Uring {
             if slot.send || slot.splice.is_some() {
                 return false;
             }
-            match slot.segments.pop_front() {
+            match slot.out.segments.pop_front() {
                 Some(Segment::Bytes(mut bytes)) => {
                     if bytes.is_empty() {
                         continue;
                     }
-                    std::mem::swap(&mut slot.inflight, &mut bytes);
-                    slot.sent = 0;
+                    std::mem::swap(&mut slot.out.inflight, &mut bytes);
+                    slot.out.sent = 0;
                     self.submit_send(index);
                     return false;
                 }
@@ -754,7 +719,7 @@ impl Uring {
                     self.submit_splice(index, Op::SpliceIn);
                     return false;
                 }
-                None if !slot.output.is_empty() => {
+                None if !slot.out.output.is_empty() => {
                     self.start_send(index);
                     return false;
                 }
@@ -854,7 +819,7 @@ impl Uring {
                         self.pipes.push(f.pipe);
                     }
                 }
-                self.slots[index].notify = true;
+                self.slots[index].out.notify = true;
                 self.advance(index);
             }
         }
@@ -880,8 +845,8 @@ impl Uring {
             return;
         }
         slot.state = State::Finishing;
-        slot.output.clear();
-        slot.segments.clear(); // closes queued files (not kernel-visible yet)
+        slot.out.output.clear();
+        slot.out.segments.clear(); // closes queued files (not kernel-visible yet)
         let (recv, send, splice, gen) = (slot.recv, slot.send, slot.splice, slot.gen);
         if recv {
             self.cancel(encode(Op::Recv, index as u32, gen));
@@ -903,10 +868,7 @@ impl Uring {
         slot.fd = None;
         let conn = ConnId::new(index as u32, slot.gen);
         slot.state = State::Closed;
-        slot.output.clear();
-        slot.inflight.clear();
-        slot.sent = 0;
-        slot.segments.clear();
+        slot.out.reset(BUFFER_KEEP);
         // A file still being sent: its pipe may hold data, so it is closed, not pooled.
         slot.file = None;
         self.released.push(index as u32);
@@ -927,23 +889,14 @@ impl Uring {
         slot.state = State::Free;
         slot.gen = (slot.gen + 1) & GEN_MASK;
         slot.input.clear();
-        slot.output.clear();
-        slot.inflight.clear();
         if slot.input.capacity() > BUFFER_KEEP {
             slot.input.shrink_to(INPUT_INITIAL);
         }
-        if slot.output.capacity() > BUFFER_KEEP {
-            slot.output.shrink_to(0);
-        }
-        if slot.inflight.capacity() > BUFFER_KEEP {
-            slot.inflight.shrink_to(0);
-        }
-        slot.sent = 0;
+        // Calls after `Closed` may have queued something: it is dropped.
+        slot.out.reset(BUFFER_KEEP);
         slot.eof = false;
         slot.drained = 0;
         slot.ticks = 0;
-        slot.notify = false;
-        slot.segments.clear();
         self.free.push(index as u32);
     }
 
@@ -955,7 +908,7 @@ impl Uring {
             State::Open => {
                 if self.pump(index) {
                     let slot = &mut self.slots[index];
-                    if std::mem::take(&mut slot.notify) {
+                    if std::mem::take(&mut slot.out.notify) {
                         let conn = ConnId::new(index as u32, slot.gen);
                         self.ready.push(Event::Sent { conn });
                     }
@@ -1024,14 +977,14 @@ impl Uring {
             self.fail(index, if res == 0 { -libc::EPIPE } else { res });
             return;
         }
-        slot.sent += res as usize;
-        if slot.sent < slot.inflight.len() {
+        slot.out.sent += res as usize;
+        if slot.out.sent < slot.out.inflight.len() {
             self.submit_send(index);
             return;
         }
-        slot.inflight.clear();
-        slot.sent = 0;
-        slot.notify = true;
+        slot.out.inflight.clear();
+        slot.out.sent = 0;
+        slot.out.notify = true;
         self.advance(index);
     }
 
@@ -1268,13 +1221,13 @@ impl Transport for Uring {
             !slot.recv,
             "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
         );
-        (&mut slot.input, &mut slot.output)
+        (&mut slot.input, &mut slot.out.output)
     }
 
     fn output(&mut self, conn: ConnId) -> &mut Vec<u8> {
         self.live_or_panic(conn, "output");
         self.enqueue(conn.index());
-        &mut self.slots[conn.index()].output
+        &mut self.slots[conn.index()].out.output
     }
 
     fn pending_output(&self, conn: ConnId) -> usize {
@@ -1284,12 +1237,7 @@ impl Transport for Uring {
                     .unwrap_or(usize::MAX)
                     .saturating_add(f.in_pipe)
             });
-            s.segments
-                .iter()
-                .fold(s.output.len() + s.inflight.len() - s.sent, |n, seg| {
-                    n.saturating_add(seg.len())
-                })
-                .saturating_add(file)
+            s.out.pending(file)
         })
     }
 
@@ -1326,12 +1274,7 @@ impl Transport for Uring {
         if !matches!(slot.state, State::Open | State::Flushing) {
             return; // closing: the file is closed here, like output appended too late
         }
-        if !slot.output.is_empty() {
-            let before = std::mem::take(&mut slot.output);
-            slot.segments.push_back(Segment::Bytes(before));
-        }
-        slot.segments.push_back(Segment::File { file, offset, len });
-        slot.notify = true;
+        slot.out.queue_file(file, offset, len);
         self.enqueue(conn.index());
     }
 
@@ -1373,8 +1316,7 @@ impl Transport for Uring {
     }
 
     fn pause_accepting(&mut self) {
-        if self.accepting == Accepting::On {
-            self.accepting = Accepting::Paused;
+        if self.accepting.pause() {
             self.cancel_accept();
         }
     }
@@ -1382,9 +1324,7 @@ impl Transport for Uring {
     fn resume_accepting(&mut self) {
         // Re-armed by the next `wait` once the accept is `Idle` (a cancelled one must have
         // delivered its final completion first: never two in flight).
-        if self.accepting == Accepting::Paused {
-            self.accepting = Accepting::On;
-        }
+        self.accepting.resume();
     }
 
     fn connections(&self) -> usize {
