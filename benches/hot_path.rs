@@ -138,7 +138,7 @@ fn environ(c: &mut Criterion, py: Python<'_>) {
         EnvironBuilder::new(py, &settings, &py.None().into_bound(py)).expect("environ builder");
     let end = http::find_head_end(BROWSER_GET, 0).expect("complete head");
     let limits = HeadLimits::default();
-    let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+    let peer = Some(SocketAddr::from(([127, 0, 0, 1], 40000)));
     c.bench_function("environ/browser_get_20_headers", |b| {
         b.iter(|| {
             let mut slots = http::new_header_slots();

@@ -3,12 +3,23 @@
 //! Flags are named as gunicorn names them where the meaning is the same (`--bind`, `--workers`,
 //! `--chdir`, `--pythonpath`, `--backlog`). The master parses them; the worker process receives
 //! the resolved [`WorkerConfig`] from the master (serialized), never the raw command line.
+//!
+//! [`load`] fills [`Args`] from the command line, `RINGWSGI_*` environment variables and a TOML
+//! file ([`sources`]), and answers `--print-config` ([`print`]).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use serde::{Deserialize, Serialize};
+
+use crate::logging::{LogConfig, LogFormat};
+
+mod print;
+mod sources;
+
+pub use sources::SourceError;
 
 /// Command line of the `ringwsgi` command.
 #[derive(Debug, Clone, Parser)]
@@ -30,7 +41,8 @@ pub struct Args {
     pub bind: String,
 
     /// Number of worker threads, each pinned to one CPU with its own io_uring loop, listener and
-    /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity).
+    /// subinterpreter. Default: the CPUs this process may run on (sched_getaffinity), at most
+    /// the cgroup's CPU quota (cpu.max) rounded up.
     #[arg(short, long, value_name = "INT")]
     pub workers: Option<usize>,
 
@@ -110,9 +122,31 @@ pub struct Args {
     #[arg(long)]
     pub stats: bool,
 
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    /// Log level: error, warn, info, debug or trace (gunicorn's critical and warning too).
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
     pub log_level: String,
+
+    /// Log format: `text` (one line per record) or `json` (one JSON object per line with
+    /// timestamp, level, message and the record's fields).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Where the log goes: a file, opened for appending by the master and the worker process
+    /// and reopened on SIGUSR1 (for logrotate), or `-` for stderr.
+    #[arg(long, alias = "log-file", value_name = "FILE", default_value = "-")]
+    pub error_logfile: String,
+
+    /// Read settings from this TOML file: keys are the long flag names (`workers = 2`,
+    /// `bind = "127.0.0.1:8000"`, `app = "module:app"`). RINGWSGI_* environment variables
+    /// (`RINGWSGI_WORKERS=2`) override it and the command line overrides both. Default: the
+    /// file named by RINGWSGI_CONFIG, if set.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (every setting, as TOML that --config reads) and exit
+    /// without binding or loading the app.
+    #[arg(long)]
+    pub print_config: bool,
 
     /// I/O loop: io_uring, or epoll where io_uring is unavailable (blocked by a container's
     /// seccomp profile or kernel.io_uring_disabled, or a kernel before 6.1). `auto` probes at
@@ -129,6 +163,118 @@ pub enum IoMode {
     Auto,
     Uring,
     Epoll,
+}
+
+/// gunicorn's one-letter flags for settings that mean the same here, given to whichever of
+/// them the command has (and whose letter is free): a flag gets its gunicorn letter by
+/// being named as gunicorn names it.
+const GUNICORN_SHORTS: &[(&str, char)] = &[
+    ("timeout", 't'),
+    ("umask", 'm'),
+    ("user", 'u'),
+    ("group", 'g'),
+];
+
+/// The clap command of [`Args`], with gunicorn's one-letter flags.
+pub fn command() -> clap::Command {
+    with_gunicorn_shorts(Args::command())
+}
+
+fn with_gunicorn_shorts(mut cmd: clap::Command) -> clap::Command {
+    for &(id, short) in GUNICORN_SHORTS {
+        let exists = cmd.get_arguments().any(|a| a.get_id() == id);
+        let taken = cmd.get_arguments().any(|a| a.get_short() == Some(short));
+        if exists && !taken {
+            cmd = cmd.mut_arg(id, |a| a.short(short));
+        }
+    }
+    cmd
+}
+
+/// What the user asked for.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Args>),
+    /// `--print-config`: the text to print.
+    PrintConfig(String),
+}
+
+/// Why the command line, the environment or the configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A usage error, or `--help`/`--version`, that clap prints itself.
+    #[error(transparent)]
+    Usage(#[from] clap::Error),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+impl LoadError {
+    /// Exit code: clap's (2 for usage errors, 0 for --help), 2 for a bad setting.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LoadError::Usage(err) => err.exit_code(),
+            LoadError::Source(_) => 2,
+        }
+    }
+}
+
+/// Fills [`Args`] from `argv`, the `RINGWSGI_*` variables of `env` and the configuration file.
+pub fn load(argv: &[OsString], env: &[(String, String)]) -> Result<Invocation, LoadError> {
+    let full = command();
+    // Positionals may come from the file or the environment: not required on the command line.
+    let relaxed = full.clone().mut_args(|a| {
+        if a.is_positional() {
+            a.required(false)
+        } else {
+            a
+        }
+    });
+    let cli = match relaxed.clone().try_get_matches_from(argv) {
+        Ok(cli) => cli,
+        // The full command's message (and --help's usage line) shows what is required.
+        Err(_) => full.clone().try_get_matches_from(argv)?,
+    };
+    let argv = sources::layered_argv(argv, &cli, &relaxed, env)?;
+    if cli.get_flag("print_config") {
+        let matches = relaxed.clone().try_get_matches_from(&argv)?;
+        return Ok(Invocation::PrintConfig(print::render(&relaxed, &matches)));
+    }
+    let matches = full.try_get_matches_from(&argv)?;
+    Ok(Invocation::Serve(Box::new(Args::from_arg_matches(
+        &matches,
+    )?)))
+}
+
+/// The `RINGWSGI_*` variables of this process's environment.
+pub fn ringwsgi_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .filter(|(k, _)| k.starts_with(sources::ENV_PREFIX))
+        .collect()
+}
+
+impl Args {
+    /// The logging settings, with a relative log file made absolute (the worker process may
+    /// run in another directory after --chdir).
+    pub fn log_config(&self) -> Result<LogConfig, ConfigError> {
+        let file = match self.error_logfile.as_str() {
+            "-" => None,
+            path => {
+                Some(std::path::absolute(path).map_err(|e| ConfigError::Path(path.to_owned(), e))?)
+            }
+        };
+        Ok(LogConfig {
+            level: self.log_level.clone(),
+            format: self.log_format,
+            file,
+        })
+    }
 }
 
 /// Errors in the configuration, reported as one line before anything starts.
@@ -165,8 +311,8 @@ pub struct WorkerConfig {
     pub bound: SocketAddr,
     /// SCRIPT_NAME for every request (from the SCRIPT_NAME environment variable, as gunicorn).
     pub script_name: String,
-    /// Log level for the worker process.
-    pub log_level: String,
+    /// Logging of the worker process, as the master's.
+    pub log: LogConfig,
     /// Python threads per worker (1: inline).
     pub threads: usize,
     /// Largest request body (0: no limit).
@@ -252,18 +398,23 @@ pub fn parse_bind(bind: &str) -> Result<SocketAddr, ConfigError> {
     format!("{host}:{port}").parse().map_err(|_| err())
 }
 
-/// The CPUs this process may run on (sched_getaffinity), in order.
-pub fn available_cpus() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|id| id.id).collect::<Vec<_>>())
-        .filter(|ids| !ids.is_empty())
-        .unwrap_or_else(|| vec![0])
-}
-
-/// Picks the CPU of each worker: one per available CPU, wrapping around when more workers than
-/// CPUs are asked for.
+/// Picks the CPU of each worker. Default: one per CPU of the affinity mask, cut to the cgroup's
+/// CPU quota; an explicit count wraps around the affinity mask when larger.
 pub fn worker_cpus(workers: Option<usize>) -> Result<Vec<usize>, ConfigError> {
-    let cpus = available_cpus();
+    let cpus = match workers {
+        Some(_) => crate::cpus::affinity(),
+        None => {
+            let (cpus, quota) = crate::cpus::usable();
+            if let Some(quota) = quota {
+                tracing::info!(
+                    "{} workers: the cgroup CPU quota is {quota} CPUs (of {} in the affinity mask)",
+                    cpus.len(),
+                    crate::cpus::affinity().len()
+                );
+            }
+            cpus
+        }
+    };
     let n = workers.unwrap_or(cpus.len());
     if n == 0 {
         return Err(ConfigError::Workers);
@@ -317,10 +468,36 @@ mod tests {
     }
 
     #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn gunicorn_letters_go_to_the_flags_that_exist_when_free() {
+        use clap::Arg;
+        let cmd = clap::Command::new("t")
+            .arg(Arg::new("timeout").long("timeout"))
+            .arg(Arg::new("mode").long("mode").short('m'))
+            .arg(Arg::new("umask").long("umask"));
+        let cmd = with_gunicorn_shorts(cmd);
+        let short = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_short())
+        };
+        assert_eq!(short("timeout"), Some('t'));
+        assert_eq!(short("umask"), None, "-m was taken");
+        cmd.debug_assert();
+    }
+
+    #[test]
     fn cpus_wrap_around() {
-        let n = available_cpus().len();
+        let n = crate::cpus::affinity().len();
         assert_eq!(worker_cpus(Some(n * 2 + 1)).unwrap().len(), n * 2 + 1);
         assert!(worker_cpus(Some(0)).is_err());
-        assert_eq!(worker_cpus(None).unwrap().len(), n);
+        assert_eq!(
+            worker_cpus(None).unwrap().len(),
+            crate::cpus::usable().0.len()
+        );
     }
 }

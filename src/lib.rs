@@ -33,15 +33,16 @@
 //! [`wsgi`], behind small safe APIs.
 
 pub mod config;
+pub mod cpus;
 pub mod http;
 pub mod io;
+pub mod logging;
 pub mod server;
 pub mod worker;
 pub mod wsgi;
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use pyo3::prelude::*;
 
 /// Entry point of the `ringwsgi` command (master) and of the worker process it starts.
@@ -51,14 +52,23 @@ fn main(py: Python<'_>, argv: Vec<String>, executable: PathBuf) -> i32 {
     if let Ok(config) = std::env::var(server::WORKER_CONFIG_ENV) {
         return server::run_worker_process(py, &config);
     }
-    let args = match config::Args::try_parse_from(&argv) {
-        Ok(args) => args,
-        Err(err) => {
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let args = match config::load(&argv, &config::ringwsgi_env()) {
+        Ok(config::Invocation::Serve(args)) => args,
+        Ok(config::Invocation::PrintConfig(text)) => {
+            print!("{text}");
+            return 0;
+        }
+        Err(config::LoadError::Usage(err)) => {
             let _ = err.print();
             return err.exit_code();
         }
+        Err(err) => {
+            eprintln!("error: {err}");
+            return err.exit_code();
+        }
     };
-    py.detach(|| server::run_master(args, executable))
+    py.detach(|| server::run_master(*args, executable))
 }
 
 /// The extension module. Imported only by the main interpreter of the master and of the worker

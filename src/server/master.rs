@@ -9,23 +9,35 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+use signal_hook::consts::{SIGCHLD, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
-use super::{
-    binds, init_logging, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV,
-    WORKER_FDS_ENV,
-};
+use super::{binds, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV, WORKER_FDS_ENV};
 use crate::config::{self, Args, WorkerConfig};
 use crate::io;
+use crate::logging::{self, LogConfig, LogHandle};
 
 /// How long a stopping worker process gets before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The master: binds, starts the worker process, forwards signals, returns the exit code.
 pub fn run_master(args: Args, executable: PathBuf) -> i32 {
-    init_logging(&args.log_level);
-    match master(args, executable) {
+    // Resolved before --chdir: a relative log file is relative to where ringwsgi was started.
+    let log_config = match args.log_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    let log = match logging::init_logging(&log_config) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    match master(args, executable, log_config, &log) {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err}");
@@ -34,7 +46,12 @@ pub fn run_master(args: Args, executable: PathBuf) -> i32 {
     }
 }
 
-fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
+fn master(
+    args: Args,
+    executable: PathBuf,
+    log_config: LogConfig,
+    log: &LogHandle,
+) -> Result<i32, StartError> {
     config::check_app_spec(&args.app)?;
     let addr = config::parse_bind(&args.bind)?;
     if let Some(dir) = &args.chdir {
@@ -69,7 +86,7 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         cpus,
         bound,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
-        log_level: args.log_level.clone(),
+        log: log_config,
         threads: args.threads,
         limit_request_body: args.limit_request_body,
         spool_threshold: args.spool_threshold,
@@ -86,8 +103,8 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
         io: args.io,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR2]).map_err(StartError::Signals)?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2])
+        .map_err(StartError::Signals)?;
     tracing::info!(
         "Listening at: http://{bound} ({} workers)",
         worker_config.cpus.len()
@@ -104,6 +121,10 @@ fn master(args: Args, executable: PathBuf) -> Result<i32, StartError> {
                 if let Ok(Some(status)) = child.try_wait() {
                     break worker_exit_code(status);
                 }
+            }
+            SIGUSR1 => {
+                log.reopen();
+                let _ = signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGUSR1);
             }
             SIGUSR2 => {
                 // Statistics are the workers' business: pass it on.

@@ -49,18 +49,6 @@ pub enum StartError {
     WorkerConfig(String),
 }
 
-/// Sets up logging to stderr at `level` (errors in the level fall back to info).
-pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
-
 fn signal_name(sig: i32) -> &'static str {
     Signal::try_from(sig)
         .map(|s| s.as_str())

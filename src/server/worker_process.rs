@@ -8,15 +8,14 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use pyo3::Python;
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 use super::thread::worker_thread;
-use super::{
-    init_logging, signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV, WORKER_FDS_ENV,
-};
+use super::{signal_name, StartError, EXIT_BOOT_ERROR, WORKER_CONFIG_ENV, WORKER_FDS_ENV};
 use crate::config::WorkerConfig;
 use crate::io::{self, Waker};
+use crate::logging::{init_logging, LogHandle};
 use crate::worker::Control;
 use crate::wsgi;
 
@@ -38,7 +37,13 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
             return 1;
         }
     };
-    init_logging(&config.log_level);
+    let log = match init_logging(&config.log) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("ringwsgi: {err}");
+            return 1;
+        }
+    };
     // Die with the master (it may be SIGKILLed), and forget the hand-over variables.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
     let fds = std::env::var(WORKER_FDS_ENV).unwrap_or_default();
@@ -65,12 +70,12 @@ pub fn run_worker_process(py: Python<'_>, config_json: &str) -> i32 {
         }
     };
     wsgi::prepare_main_interpreter(py);
-    py.detach(|| supervise_threads(config, listeners))
+    py.detach(|| supervise_threads(config, listeners, &log))
 }
 
-fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
+fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>, log: &LogHandle) -> i32 {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR2]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2]) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{}", StartError::Signals(e));
@@ -97,7 +102,7 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
                 .expect("spawn worker thread")
         })
         .collect();
-    let code = wait_for_threads(&rx, threads.len(), &control);
+    let code = wait_for_threads(&rx, threads.len(), &control, log);
     for thread in threads {
         let _ = thread.join();
     }
@@ -108,7 +113,7 @@ fn supervise_threads(config: WorkerConfig, listeners: Vec<TcpListener>) -> i32 {
 
 /// Waits for every thread to boot, then for a signal or a thread's unexpected end; then stops
 /// all threads and waits until they have exited. Returns the process's exit code.
-fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
+fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control, log: &LogHandle) -> i32 {
     let mut wakers = Vec::new();
     let mut running = n;
     let mut code = 0;
@@ -138,6 +143,7 @@ fn wait_for_threads(rx: &Receiver<Report>, n: usize, control: &Control) -> i32 {
                 }
                 stopping = true;
             }
+            Report::Signal(SIGUSR1) => log.reopen(),
             Report::Signal(SIGUSR2) => {
                 control.report.fetch_add(1, Ordering::AcqRel);
                 wakers.iter().for_each(Waker::wake);
