@@ -145,7 +145,7 @@ fn environ(c: &mut Criterion, py: Python<'_>) {
             let req =
                 http::parse_head(&BROWSER_GET[..end], &mut slots, &limits).expect("valid head");
             let env = builder
-                .build(py, &req, Input::Bytes(b""), Some(peer))
+                .build(py, &req, Input::Bytes(b""), peer)
                 .expect("environ");
             env.len()
         })
