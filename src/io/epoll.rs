@@ -33,6 +33,7 @@ use nix::sys::socket::{accept4, shutdown, Shutdown, SockFlag};
 use socket2::SockRef;
 
 use super::outgoing::{Outgoing, Segment};
+use super::slots;
 use super::{Accepting, ConnId, Event, Transport, Waker};
 
 /// Room reserved in the input before each receive.
@@ -103,6 +104,16 @@ struct Slot {
     queued: bool,
     /// The file being sent (the current segment).
     file: Option<FileSend>,
+}
+
+impl slots::Slot for Slot {
+    fn generation(&self) -> u32 {
+        self.gen
+    }
+
+    fn is_free(&self) -> bool {
+        self.state == State::Free
+    }
 }
 
 impl Slot {
@@ -305,25 +316,6 @@ impl Epoll {
     }
 
     // ----- connections -----
-
-    fn live(&self, conn: ConnId) -> Option<&Slot> {
-        self.slots
-            .get(conn.index())
-            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
-    }
-
-    fn live_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(conn.index())
-            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
-    }
-
-    fn live_or_panic(&mut self, conn: ConnId, what: &str) -> &mut Slot {
-        match self.live_mut(conn) {
-            Some(s) => s,
-            None => panic!("ringwsgi io: {what}({conn:?}) on a dead connection id (caller bug)"),
-        }
-    }
 
     fn enqueue(&mut self, index: usize) {
         let slot = &mut self.slots[index];
@@ -610,11 +602,7 @@ impl Epoll {
     /// Reports the `write_file` results of connections still open.
     fn report_writes(&mut self) {
         for (conn, result) in self.written.drain(..) {
-            if self
-                .slots
-                .get(conn.index())
-                .is_some_and(|s| s.gen == conn.gen() && s.state == State::Open)
-            {
+            if slots::live(&self.slots, conn).is_some_and(|s| s.state == State::Open) {
                 self.ready.push(Event::FileWritten { conn, result });
             }
         }
@@ -683,7 +671,7 @@ impl Transport for Epoll {
     }
 
     fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
-        let slot = self.live_or_panic(conn, "input");
+        let slot = slots::live_or_panic(&mut self.slots, conn, "input");
         assert!(
             !slot.want_recv,
             "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
@@ -692,7 +680,7 @@ impl Transport for Epoll {
     }
 
     fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>) {
-        self.live_or_panic(conn, "buffers");
+        slots::live_or_panic(&mut self.slots, conn, "buffers");
         self.enqueue(conn.index());
         let slot = &mut self.slots[conn.index()];
         assert!(
@@ -703,13 +691,13 @@ impl Transport for Epoll {
     }
 
     fn output(&mut self, conn: ConnId) -> &mut Vec<u8> {
-        self.live_or_panic(conn, "output");
+        slots::live_or_panic(&mut self.slots, conn, "output");
         self.enqueue(conn.index());
         &mut self.slots[conn.index()].out.output
     }
 
     fn pending_output(&self, conn: ConnId) -> usize {
-        self.live(conn).map_or(0, |s| {
+        slots::live(&self.slots, conn).map_or(0, |s| {
             let file = s
                 .file
                 .as_ref()
@@ -719,7 +707,7 @@ impl Transport for Epoll {
     }
 
     fn receive(&mut self, conn: ConnId) {
-        if let Some(slot) = self.live_mut(conn) {
+        if let Some(slot) = slots::live_mut(&mut self.slots, conn) {
             if slot.state == State::Open && !slot.want_recv {
                 slot.want_recv = true;
                 self.enqueue(conn.index());
@@ -728,7 +716,7 @@ impl Transport for Epoll {
     }
 
     fn close(&mut self, conn: ConnId) {
-        if let Some(slot) = self.live_mut(conn) {
+        if let Some(slot) = slots::live_mut(&mut self.slots, conn) {
             if slot.state == State::Open {
                 slot.state = State::Flushing;
                 self.enqueue(conn.index());
@@ -737,13 +725,13 @@ impl Transport for Epoll {
     }
 
     fn abort(&mut self, conn: ConnId) {
-        if self.live(conn).is_some() {
+        if slots::live(&self.slots, conn).is_some() {
             self.finish(conn.index());
         }
     }
 
     fn send_file(&mut self, conn: ConnId, file: File, offset: u64, len: u64) {
-        let Some(slot) = self.live_mut(conn) else {
+        let Some(slot) = slots::live_mut(&mut self.slots, conn) else {
             tracing::debug!("send_file({conn:?}) on a dead connection id (file closed)");
             return;
         };
@@ -755,7 +743,7 @@ impl Transport for Epoll {
     }
 
     fn write_file(&mut self, conn: ConnId, file: &Arc<File>, offset: u64, data: Vec<u8>) {
-        if self.live(conn).is_none_or(|s| s.state != State::Open) {
+        if slots::live(&self.slots, conn).is_none_or(|s| s.state != State::Open) {
             return;
         }
         let result = match file.write_all_at(&data, offset) {

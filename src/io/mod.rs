@@ -20,6 +20,7 @@ mod epoll;
 mod listener;
 mod memory;
 mod outgoing;
+mod slots;
 mod uring;
 
 pub use listener::{adopt_fd, adopt_listener, bind_reuseport, set_inheritable};

@@ -43,6 +43,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use socket2::SockRef;
 
 use super::outgoing::{Outgoing, Segment};
+use super::slots;
 use super::{Accepting, ConnId, Event, Transport, Waker};
 
 /// Room reserved in the input before each receive.
@@ -223,6 +224,16 @@ struct Slot {
     file: Option<FileSend>,
     /// The splice in flight (`SpliceIn` or `SpliceOut`).
     splice: Option<Op>,
+}
+
+impl slots::Slot for Slot {
+    fn generation(&self) -> u32 {
+        self.gen
+    }
+
+    fn is_free(&self) -> bool {
+        self.state == State::Free
+    }
 }
 
 impl Slot {
@@ -605,25 +616,6 @@ impl Uring {
     }
 
     // ----- connections -----
-
-    fn live(&self, conn: ConnId) -> Option<&Slot> {
-        self.slots
-            .get(conn.index())
-            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
-    }
-
-    fn live_mut(&mut self, conn: ConnId) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(conn.index())
-            .filter(|s| s.gen == conn.gen() && s.state != State::Free)
-    }
-
-    fn live_or_panic(&mut self, conn: ConnId, what: &str) -> &mut Slot {
-        match self.live_mut(conn) {
-            Some(s) => s,
-            None => panic!("ringwsgi io: {what}({conn:?}) on a dead connection id (caller bug)"),
-        }
-    }
 
     fn enqueue(&mut self, index: usize) {
         let slot = &mut self.slots[index];
@@ -1061,7 +1053,7 @@ impl Uring {
         let Some(w) = self.take_write(id) else { return };
         let conn = w.conn;
         drop(w); // the data and this reference to the file
-        if self.live(conn).is_some_and(|s| s.state == State::Open) {
+        if slots::live(&self.slots, conn).is_some_and(|s| s.state == State::Open) {
             self.ready.push(Event::FileWritten { conn, result });
         }
     }
@@ -1205,7 +1197,7 @@ impl Transport for Uring {
     }
 
     fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
-        let slot = self.live_or_panic(conn, "input");
+        let slot = slots::live_or_panic(&mut self.slots, conn, "input");
         assert!(
             !slot.recv,
             "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
@@ -1214,7 +1206,7 @@ impl Transport for Uring {
     }
 
     fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>) {
-        self.live_or_panic(conn, "buffers");
+        slots::live_or_panic(&mut self.slots, conn, "buffers");
         self.enqueue(conn.index());
         let slot = &mut self.slots[conn.index()];
         assert!(
@@ -1225,13 +1217,13 @@ impl Transport for Uring {
     }
 
     fn output(&mut self, conn: ConnId) -> &mut Vec<u8> {
-        self.live_or_panic(conn, "output");
+        slots::live_or_panic(&mut self.slots, conn, "output");
         self.enqueue(conn.index());
         &mut self.slots[conn.index()].out.output
     }
 
     fn pending_output(&self, conn: ConnId) -> usize {
-        self.live(conn).map_or(0, |s| {
+        slots::live(&self.slots, conn).map_or(0, |s| {
             let file = s.file.as_ref().map_or(0, |f| {
                 usize::try_from(f.remaining)
                     .unwrap_or(usize::MAX)
@@ -1242,16 +1234,13 @@ impl Transport for Uring {
     }
 
     fn receive(&mut self, conn: ConnId) {
-        if self
-            .live(conn)
-            .is_some_and(|s| s.state == State::Open && !s.recv)
-        {
+        if slots::live(&self.slots, conn).is_some_and(|s| s.state == State::Open && !s.recv) {
             self.arm_recv(conn.index());
         }
     }
 
     fn close(&mut self, conn: ConnId) {
-        if let Some(slot) = self.live_mut(conn) {
+        if let Some(slot) = slots::live_mut(&mut self.slots, conn) {
             if slot.state == State::Open {
                 // An in-flight receive is kept and reused for the draining.
                 slot.state = State::Flushing;
@@ -1261,13 +1250,13 @@ impl Transport for Uring {
     }
 
     fn abort(&mut self, conn: ConnId) {
-        if self.live(conn).is_some() {
+        if slots::live(&self.slots, conn).is_some() {
             self.finish(conn.index());
         }
     }
 
     fn send_file(&mut self, conn: ConnId, file: File, offset: u64, len: u64) {
-        let Some(slot) = self.live_mut(conn) else {
+        let Some(slot) = slots::live_mut(&mut self.slots, conn) else {
             tracing::debug!("send_file({conn:?}) on a dead connection id (file closed)");
             return;
         };
@@ -1279,7 +1268,7 @@ impl Transport for Uring {
     }
 
     fn write_file(&mut self, conn: ConnId, file: &Arc<File>, offset: u64, data: Vec<u8>) {
-        if self.live(conn).is_none_or(|s| s.state != State::Open) {
+        if slots::live(&self.slots, conn).is_none_or(|s| s.state != State::Open) {
             return;
         }
         if data.is_empty() {
