@@ -114,6 +114,10 @@ impl slots::Slot for Slot {
     fn is_free(&self) -> bool {
         self.state == State::Free
     }
+
+    fn receiving(&self) -> bool {
+        self.want_recv
+    }
 }
 
 impl Slot {
@@ -671,22 +675,13 @@ impl Transport for Epoll {
     }
 
     fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
-        let slot = slots::live_or_panic(&mut self.slots, conn, "input");
-        assert!(
-            !slot.want_recv,
-            "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
-        );
-        &mut slot.input
+        &mut slots::not_receiving(&mut self.slots, conn, "input").input
     }
 
     fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>) {
-        slots::live_or_panic(&mut self.slots, conn, "buffers");
+        slots::not_receiving(&mut self.slots, conn, "buffers");
         self.enqueue(conn.index());
         let slot = &mut self.slots[conn.index()];
-        assert!(
-            !slot.want_recv,
-            "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
-        );
         (&mut slot.input, &mut slot.out.output)
     }
 

@@ -7,6 +7,8 @@ use super::ConnId;
 pub(super) trait Slot {
     fn generation(&self) -> u32;
     fn is_free(&self) -> bool;
+    /// A receive is under way: the input must not be handed out.
+    fn receiving(&self) -> bool;
 }
 
 /// The slot `conn` names, if the id is not stale.
@@ -33,4 +35,19 @@ pub(super) fn live_or_panic<'a, S: Slot>(
         Some(s) => s,
         None => panic!("ringwsgi io: {what}({conn:?}) on a dead connection id (caller bug)"),
     }
+}
+
+/// `live_or_panic` for the calls that hand out the input (`input`, `buffers`): panics too if a
+/// receive is under way (a caller bug).
+pub(super) fn not_receiving<'a, S: Slot>(
+    slots: &'a mut [S],
+    conn: ConnId,
+    what: &str,
+) -> &'a mut S {
+    let slot = live_or_panic(slots, conn, what);
+    assert!(
+        !slot.receiving(),
+        "ringwsgi io: {what}({conn:?}) while a receive is in flight (caller bug)"
+    );
+    slot
 }

@@ -234,6 +234,10 @@ impl slots::Slot for Slot {
     fn is_free(&self) -> bool {
         self.state == State::Free
     }
+
+    fn receiving(&self) -> bool {
+        self.recv
+    }
 }
 
 impl Slot {
@@ -1197,22 +1201,13 @@ impl Transport for Uring {
     }
 
     fn input(&mut self, conn: ConnId) -> &mut Vec<u8> {
-        let slot = slots::live_or_panic(&mut self.slots, conn, "input");
-        assert!(
-            !slot.recv,
-            "ringwsgi io: input({conn:?}) while a receive is in flight (caller bug)"
-        );
-        &mut slot.input
+        &mut slots::not_receiving(&mut self.slots, conn, "input").input
     }
 
     fn buffers(&mut self, conn: ConnId) -> (&mut Vec<u8>, &mut Vec<u8>) {
-        slots::live_or_panic(&mut self.slots, conn, "buffers");
+        slots::not_receiving(&mut self.slots, conn, "buffers");
         self.enqueue(conn.index());
         let slot = &mut self.slots[conn.index()];
-        assert!(
-            !slot.recv,
-            "ringwsgi io: buffers({conn:?}) while a receive is in flight (caller bug)"
-        );
         (&mut slot.input, &mut slot.out.output)
     }
 
