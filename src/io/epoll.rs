@@ -492,8 +492,10 @@ impl Epoll {
         }
     }
 
-    /// One send of the rest of `inflight`: Ok(true) if some went out, Ok(false) if the socket
-    /// is full.
+    /// One send of the rest of `inflight`: Ok(true) if all of it went out (or the send was
+    /// interrupted), Ok(false) if the socket is full. A short send means full too (a stream
+    /// socket sends less only when it ran out of room, and then signals `EPOLLOUT` once it has
+    /// room again), which saves the send that would only see EAGAIN.
     fn send_bytes(&mut self, index: usize) -> io::Result<bool> {
         let slot = &mut self.slots[index];
         let Some(fd) = slot.fd.as_ref() else {
@@ -506,11 +508,12 @@ impl Epoll {
             Ok(0) => Err(io::ErrorKind::BrokenPipe.into()),
             Ok(n) => {
                 slot.out.sent += n;
-                if slot.out.sent == slot.out.inflight.len() {
-                    slot.out.inflight.clear();
-                    slot.out.sent = 0;
-                    slot.out.notify = true;
+                if slot.out.sent < slot.out.inflight.len() {
+                    return Ok(false);
                 }
+                slot.out.inflight.clear();
+                slot.out.sent = 0;
+                slot.out.notify = true;
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
