@@ -6,7 +6,11 @@
 //! last said, so a receive or a send is tried only when it can make progress. Queued work
 //! (output, a receive asked for, a close) is done at the next `wait()` before it blocks, so the
 //! data goes out (and often comes in) without an extra epoll round; a send that fills the
-//! socket waits for `EPOLLOUT`. All events of one `epoll_wait` form one round.
+//! socket waits for `EPOLLOUT`. A short receive or send means the socket ran dry or full, so
+//! the flag is cleared without a syscall that would only see EAGAIN (the kernel signals the
+//! next edge; a FIN already signalled keeps the socket readable). All events of one
+//! `epoll_wait` form one round; a round whose events all came from queued work is handed over
+//! without polling, but never two in a row, so no connection waits behind a busy one.
 //!
 //! The listener is level-triggered and registered only while accepting (taken out on pause,
 //! stop, or a resource error until the next tick). The waker is the same eventfd `Waker` as
