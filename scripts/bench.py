@@ -41,7 +41,8 @@ WORKLOADS = {
     # Two workers each, on both cores (the load generator shares them): not pinned.
     "plaintext-w2": ("plaintext:app", ["get"]),
 }
-SERVERS = ("ringwsgi", "granian", "gunicorn", "bjoern")
+# ringwsgi-epoll: ringwsgi on its epoll fallback (`--io epoll`), as where io_uring is blocked.
+SERVERS = ("ringwsgi", "ringwsgi-epoll", "granian", "gunicorn", "bjoern")
 
 # bjoern has no command line: listen once, fork, run in every process (shared/bench/README.md).
 BJOERN_RUNNER = """
@@ -174,9 +175,10 @@ def server_cmd(server: str, app: str, port: int, root: Path, workers: int = 1) -
     # One worker: pinned to SERVER_CPU. Several: on every CPU (taskset keeps argv[3] the exe).
     pin = ["taskset", "-c", SERVER_CPU if workers == 1 else f"0-{os.cpu_count() - 1}"]
     w = str(workers)
-    if server == "ringwsgi":
+    if server in ("ringwsgi", "ringwsgi-epoll"):
         exe = root / ".venv" / "bin" / "ringwsgi"
-        return pin + [str(exe), "--workers", w, "--bind", f"127.0.0.1:{port}", app]
+        io = ["--io", "epoll"] if server == "ringwsgi-epoll" else []
+        return pin + [str(exe), "--workers", w, *io, "--bind", f"127.0.0.1:{port}", app]
     if server == "granian":
         exe = root / ".bench-venv" / "bin" / "granian"
         return pin + [str(exe), "--interface", "wsgi", "--workers", w,
@@ -334,7 +336,7 @@ def machine_header(root: Path, servers) -> list[str]:
         pass
     versions = []
     for s in servers:
-        if s == "ringwsgi":
+        if s.startswith("ringwsgi"):
             v = sh([str(root / ".venv" / "bin" / "ringwsgi"), "--version"])
         else:
             v = sh([str(root / ".bench-venv" / "bin" / s), "--version"])
@@ -443,7 +445,8 @@ def main() -> int:
                     help=argparse.SUPPRESS)
     ap.add_argument("--servers", type=lambda v: csv_list(v, SERVERS),
                     default=["ringwsgi", "granian", "bjoern"],
-                    help="comma-separated: ringwsgi,granian,gunicorn,bjoern (default ringwsgi,granian,bjoern)")
+                    help="comma-separated: " + ",".join(SERVERS) + " (default ringwsgi,granian,bjoern; "
+                         "ringwsgi-epoll is ringwsgi with --io epoll)")
     ap.add_argument("--workloads", type=lambda v: csv_list(v, list(WORKLOADS)),
                     default=list(WORKLOADS),
                     help="comma-separated: " + ",".join(WORKLOADS) + " (default all)")

@@ -204,6 +204,22 @@ pub struct Args {
     /// without binding or loading the app.
     #[arg(long)]
     pub print_config: bool,
+
+    /// I/O loop: io_uring, or epoll where io_uring is unavailable (blocked by a container's
+    /// seccomp profile or kernel.io_uring_disabled, or a kernel before 6.1). `auto` probes at
+    /// start-up and logs what it chose and why; `uring` makes an unavailable io_uring a start-up
+    /// error; `epoll` never uses io_uring.
+    #[arg(long, value_enum, value_name = "LOOP", default_value_t = IoMode::Auto)]
+    pub io: IoMode,
+}
+
+/// `--io`: which transport the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 /// `--mode`: where the app's Python code runs.
@@ -403,6 +419,8 @@ pub struct WorkerConfig {
     pub total_workers: usize,
     /// The number of this process's first worker among all (process mode: its slot).
     pub first_worker: usize,
+    /// `--io`.
+    pub io: IoMode,
 }
 
 impl WorkerConfig {

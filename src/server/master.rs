@@ -129,6 +129,7 @@ fn master(
         max_requests_jitter: args.max_requests_jitter,
         stats: args.stats,
         interpreters: mode.interpreters,
+        io: args.io,
     };
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
