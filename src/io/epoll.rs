@@ -270,24 +270,17 @@ impl Epoll {
     }
 
     /// Accepts what listener `index` has: a batch from an own listener, one connection from a
-    /// shared one, which then leaves the epoll set until the next `wait` (module docs).
+    /// shared one, which then leaves the epoll set until the next `wait` (module docs; one that
+    /// found the connection taken by another worker keeps its place in the socket's queue).
     fn accept_some(&mut self, index: usize) -> io::Result<()> {
         if self.accepting != Accepting::On || self.backoff {
             return Ok(());
         }
-        let Some(listener) = self.listeners.get_mut(index) else {
+        let Some(listener) = self.listeners.get(index) else {
             return Ok(());
         };
-        let fd = listener.fd.as_raw_fd();
-        let batch = if listener.shared {
-            if listener.registered {
-                listener.registered = false;
-                self.epoll.delete(&listener.fd)?;
-            }
-            1
-        } else {
-            ACCEPT_BATCH
-        };
+        let (fd, shared) = (listener.fd.as_raw_fd(), listener.shared);
+        let batch = if shared { 1 } else { ACCEPT_BATCH };
         for _ in 0..batch {
             let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
             match accept4(fd, flags) {
@@ -296,6 +289,11 @@ impl Epoll {
                     // in our table; nothing else owns it.
                     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
                     self.adopt(fd);
+                    if shared {
+                        let listener = &mut self.listeners[index];
+                        listener.registered = false;
+                        self.epoll.delete(&listener.fd)?;
+                    }
                 }
                 Err(Errno::EAGAIN) => break,
                 Err(e @ (Errno::ECONNABORTED | Errno::EINTR | Errno::EPROTO)) => {
