@@ -42,7 +42,8 @@ WORKLOADS = {
     # Two workers each, on both cores (the load generator shares them): not pinned.
     "plaintext-w2": ("plaintext:app", ["get"]),
 }
-SERVERS = ("ringwsgi", "granian", "gunicorn", "bjoern")
+# ringwsgi-epoll: ringwsgi on its epoll fallback (`--io epoll`), as where io_uring is blocked.
+SERVERS = ("ringwsgi", "ringwsgi-epoll", "granian", "gunicorn", "bjoern")
 # --variant NAME=FLAGS: server "ringwsgi:NAME" is ringwsgi run with these extra flags.
 VARIANTS: dict[str, list[str]] = {}
 
@@ -177,10 +178,11 @@ def server_cmd(server: str, app: str, port: int, root: Path, workers: int = 1) -
     # One worker: pinned to SERVER_CPU. Several: on every CPU (taskset keeps argv[3] the exe).
     pin = ["taskset", "-c", SERVER_CPU if workers == 1 else f"0-{os.cpu_count() - 1}"]
     w = str(workers)
-    if server == "ringwsgi" or server.startswith("ringwsgi:"):
+    if server in ("ringwsgi", "ringwsgi-epoll") or server.startswith("ringwsgi:"):
         exe = root / ".venv" / "bin" / "ringwsgi"
-        extra = VARIANTS.get(server.partition(":")[2], [])
-        return pin + [str(exe), "--workers", w, "--bind", f"127.0.0.1:{port}", *extra, app]
+        io = ["--io", "epoll"] if server == "ringwsgi-epoll" else []
+        extra = VARIANTS.get(server.partition(":")[2], []) if server.startswith("ringwsgi:") else []
+        return pin + [str(exe), "--workers", w, *io, "--bind", f"127.0.0.1:{port}", *extra, app]
     if server == "granian":
         exe = root / ".bench-venv" / "bin" / "granian"
         return pin + [str(exe), "--interface", "wsgi", "--workers", w,
@@ -338,7 +340,7 @@ def machine_header(root: Path, servers) -> list[str]:
         pass
     versions = []
     for s in servers:
-        if s.startswith("ringwsgi:"):
+        if s.startswith("ringwsgi:") or s == "ringwsgi-epoll":
             continue
         if s == "ringwsgi":
             v = sh([str(root / ".venv" / "bin" / "ringwsgi"), "--version"])
@@ -449,7 +451,8 @@ def main() -> int:
                     help=argparse.SUPPRESS)
     ap.add_argument("--servers", type=lambda v: csv_list(v, SERVERS),
                     default=["ringwsgi", "granian", "bjoern"],
-                    help="comma-separated: ringwsgi,granian,gunicorn,bjoern (default ringwsgi,granian,bjoern)")
+                    help="comma-separated: " + ",".join(SERVERS) + " (default ringwsgi,granian,bjoern; "
+                         "ringwsgi-epoll is ringwsgi with --io epoll)")
     ap.add_argument("--workloads", type=lambda v: csv_list(v, list(WORKLOADS)),
                     default=list(WORKLOADS),
                     help="comma-separated: " + ",".join(WORKLOADS) + " (default all)")

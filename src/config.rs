@@ -243,6 +243,22 @@ pub struct Args {
     /// without binding or loading the app.
     #[arg(long)]
     pub print_config: bool,
+
+    /// I/O loop: io_uring, or epoll where io_uring is unavailable (blocked by a container's
+    /// seccomp profile or kernel.io_uring_disabled, or a kernel before 6.1). `auto` probes at
+    /// start-up and logs what it chose and why; `uring` makes an unavailable io_uring a start-up
+    /// error; `epoll` never uses io_uring.
+    #[arg(long, value_enum, value_name = "LOOP", default_value_t = IoMode::Auto)]
+    pub io: IoMode,
+}
+
+/// `--io`: which transport the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 /// `--mode`: where the app's Python code runs.
@@ -454,6 +470,8 @@ pub struct WorkerConfig {
     pub forwarded_allow_ips: AllowList,
     pub proxy_protocol: ProxyProtocol,
     pub proxy_allow_from: AllowList,
+    /// `--io`.
+    pub io: IoMode,
 }
 
 /// `--proxy-protocol` modes (gunicorn's).

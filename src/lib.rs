@@ -4,7 +4,7 @@
 //!
 //! A master process binds the listeners and supervises one worker process, which runs one
 //! thread per core. Each worker thread is pinned to its CPU and owns everything on its request
-//! path: an io_uring ring, its listeners (an SO_REUSEPORT socket of its own per TCP bind, the
+//! path: an io_uring ring (or an epoll loop), its listeners (an SO_REUSEPORT socket of its own per TCP bind, the
 //! shared socket of a unix or inherited bind), and an own-GIL CPython subinterpreter
 //! (PEP 684). Workers share nothing while serving, so they scale with cores.
 //!
@@ -16,7 +16,9 @@
 //! ```
 //!
 //! - [`io`] owns the io_uring loop: accept, receive, send, close, timers, wake-ups. It knows
-//!   nothing of HTTP. An in-memory transport drives a worker without sockets (tests, benches).
+//!   nothing of HTTP. An epoll loop with the same interface stands in where io_uring is
+//!   unavailable (`--io`); an in-memory transport drives a worker without sockets (tests,
+//!   benches).
 //! - [`http`] knows bytes and HTTP/1.1: the request head is parsed with httparse straight out
 //!   of the connection's read buffer (no copy of the header bytes), then responses are encoded.
 //!   It knows nothing of Python.

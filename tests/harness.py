@@ -28,6 +28,18 @@ RINGWSGI = Path(sys.executable).parent / "ringwsgi"
 
 LISTENING_RE = re.compile(r"Listening at: http://([0-9.]+):(\d+)")
 
+# Set to auto, uring or epoll: every Server gets `--io` with it (unless its test passes --io),
+# so the whole suite can run against either transport (scripts/test runs it under epoll too).
+TEST_IO_VAR = "RINGWSGI_TEST_IO"
+
+
+def io_args(args) -> list:
+    """`--io $RINGWSGI_TEST_IO` when that is set and args choose no transport themselves."""
+    mode = os.environ.get(TEST_IO_VAR)
+    if not mode or any(a == "--io" or a.startswith("--io=") for a in args):
+        return []
+    return ["--io", mode]
+
 # Every Server started and not yet stopped (the session fixture kills leftovers).
 _LIVE_SERVERS: "list[Server]" = []
 _LIVE_LOCK = threading.Lock()
@@ -36,6 +48,17 @@ _LIVE_LOCK = threading.Lock()
 def live_servers() -> "list[Server]":
     with _LIVE_LOCK:
         return list(_LIVE_SERVERS)
+
+
+def _chain(*fns):
+    """One preexec_fn that runs each of fns (None entries skipped) in order."""
+    fns = [f for f in fns if f is not None]
+
+    def run():
+        for f in fns:
+            f()
+
+    return run
 
 
 def _die_with_parent():
@@ -105,8 +128,10 @@ class Server:
         start_timeout: float = 30.0,
         pass_fds: tuple = (),
         wrap: tuple = (),
+        preexec_fn=None,
     ):
-        """pass_fds: fds the server inherits; wrap: a command prefix it runs under."""
+        """pass_fds: fds the server inherits; wrap: a command prefix it runs under;
+        preexec_fn: runs in the child before exec (e.g. a seccomp filter)."""
         self.app = app
         self.args = list(args)
         self.cwd = Path(cwd)
@@ -117,7 +142,9 @@ class Server:
         full_env.pop("SCRIPT_NAME", None)
         if env:
             full_env.update(env)
-        self.cmd = [*wrap, str(ringwsgi_path()), "--bind", bind, *self.args, app]
+        self.cmd = [
+            *wrap, str(ringwsgi_path()), "--bind", bind, *io_args(self.args), *self.args, app
+        ]
         self._stderr_lines: list[str] = []
         self._stdout_lines: list[str] = []
         self._lines_lock = threading.Lock()
@@ -134,7 +161,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_chain(_die_with_parent, preexec_fn),
             pass_fds=pass_fds,
         )
         self.pgid = self.proc.pid  # start_new_session: the child leads its own group
@@ -330,7 +357,9 @@ def start_or_fail(*args: str, **kwargs) -> Server:
         pytest.fail(f"could not start ringwsgi: {e}", pytrace=False)
 
 
-def run_cli(*args: str, cwd: Path | str = APPS_DIR, timeout: float = 15.0, env: dict | None = None):
+def run_cli(
+    *args: str, cwd: Path | str = APPS_DIR, timeout: float = 15.0, env: dict | None = None, preexec_fn=None
+):
     """Run ringwsgi to completion (for --help and start-up errors).
 
     Returns (returncode, stdout, stderr, seconds). Kills the group on timeout.
@@ -348,6 +377,7 @@ def run_cli(*args: str, cwd: Path | str = APPS_DIR, timeout: float = 15.0, env: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=preexec_fn,
     )
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -109,12 +109,17 @@ def test_every_worker_takes_turns_on_a_shared_unix_socket(server_factory, tmp_pa
     while srv.logs().count("worker threads ready") < (2 if mode == "process" else 1):
         assert time.monotonic() < deadline, srv.logs()
         time.sleep(0.05)
+    # io_uring keeps each idle worker's accept queued in the kernel, so they alternate exactly;
+    # epoll wakes whichever worker waits at that moment, so a busy machine may give one worker
+    # a run of connections: ask until both answered (or 100 went to one).
     seen = set()
-    for _ in range(20):
+    for _ in range(100):
         status, body = unix_get(str(path), route)
         assert status == 200
         seen.add(int(body))
-    assert len(seen) == 2, f"one worker answered every unix connection: {seen}"
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2, f"one worker answered 100 unix connections in a row: {seen}"
     assert get(srv.port, "/").status == 200
 
 

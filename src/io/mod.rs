@@ -1,4 +1,5 @@
-//! The transport layer: an io_uring completion loop (`Uring`) and an in-memory stand-in
+//! The transport layer: an io_uring completion loop (`Uring`), its epoll fallback (`Epoll`, for
+//! where io_uring is blocked or too old: `probe_uring` tells) and an in-memory stand-in
 //! (`Memory`) behind one poll-style `Transport` trait. This module knows nothing of HTTP or
 //! Python: the worker calls `wait()`, reacts to the round's `Event`s by queueing operations
 //! (`receive`, appending to `output`, `close`, ...), and calls `wait()` again, which submits
@@ -6,21 +7,29 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nix::sys::eventfd::EventFd;
+use socket2::SockRef;
 
+#[cfg(test)]
+mod conformance;
+mod epoll;
 mod listener;
 mod memory;
+mod outgoing;
 mod shm;
+mod slots;
 mod uring;
 
 pub use listener::{adopt_fd, adopt_listener, bind_reuseport, bind_unix, set_inheritable};
 pub use memory::Memory;
 pub use shm::SharedMemory;
 
-pub use uring::Uring;
+pub use epoll::Epoll;
+pub use uring::{probe_uring, Uring};
 
 /// Identifies a connection: a dense slab index plus a generation, so a stale id (one whose
 /// `Closed` was already reported) never reaches the connection that later reuses the slot.
@@ -73,6 +82,65 @@ impl fmt::Display for Peer {
     }
 }
 
+/// The peer of a just-accepted socket, with TCP_NODELAY set on TCP; None if the socket is
+/// already unusable (then the caller just drops it).
+fn accepted_peer(fd: &OwnedFd) -> Option<Peer> {
+    let sock = SockRef::from(fd);
+    // A unix-domain peer has no socket address; a TCP one must have one.
+    let peer = match sock.peer_addr() {
+        Ok(addr) if addr.is_unix() => Peer::Unix,
+        Ok(addr) => Peer::Tcp(addr.as_socket()?),
+        Err(e) => {
+            tracing::debug!("accepted socket unusable: {e}");
+            return None;
+        }
+    };
+    if peer != Peer::Unix {
+        if let Err(e) = sock.set_tcp_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    }
+    Some(peer)
+}
+
+/// Makes a listening socket blocking or not, as the transport waits; true if it is shared:
+/// without SO_REUSEPORT (a unix, `fd://` or systemd socket) every worker thread accepts on it
+/// (each through its own dup), so each should take one connection per turn. An SO_REUSEPORT
+/// socket is the worker's own.
+fn prepare_listener(fd: &OwnedFd, nonblocking: bool) -> std::io::Result<bool> {
+    let sock = SockRef::from(fd);
+    sock.set_nonblocking(nonblocking)?;
+    Ok(!sock.reuse_port()?)
+}
+
+/// What the caller asked of accepting (`pause_accepting`, `resume_accepting`,
+/// `stop_accepting`), for the socket transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accepting {
+    On,
+    Paused,
+    /// Final: `resume_accepting` does nothing any more.
+    Stopped,
+}
+
+impl Accepting {
+    /// `pause_accepting`: true if accepting was on (and is paused now).
+    fn pause(&mut self) -> bool {
+        let was_on = *self == Accepting::On;
+        if was_on {
+            *self = Accepting::Paused;
+        }
+        was_on
+    }
+
+    /// `resume_accepting`: on again, unless stopped for good.
+    fn resume(&mut self) {
+        if *self == Accepting::Paused {
+            *self = Accepting::On;
+        }
+    }
+}
+
 /// What happened during one `wait()` round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -103,8 +171,8 @@ pub enum Event {
     },
 }
 
-/// What the worker needs from a transport; implemented by `Uring` (real sockets) and `Memory`
-/// (tests/benches).
+/// What the worker needs from a transport; implemented by `Uring` and `Epoll` (real sockets)
+/// and `Memory` (tests/benches).
 pub trait Transport {
     /// Submits all queued operations and sends, waits until at least one completion (or a
     /// wake/tick) is there, and appends this round's events to `events` (in completion order).
@@ -151,11 +219,11 @@ pub trait Transport {
     /// closes meanwhile (then no event is reported). Several writes may be in flight for one
     /// connection; their order of completion is not specified (use disjoint ranges).
     fn write_file(&mut self, conn: ConnId, file: &Arc<std::fs::File>, offset: u64, data: Vec<u8>);
-    /// Stops accepting new connections for good (shutdown); the listener fd stays open, later
+    /// Stops accepting new connections for good (shutdown); the listener fds stay open, later
     /// connections wait in the kernel's backlog. Idempotent. A connection the kernel accepted
     /// just before is still reported (`Accepted`).
     fn stop_accepting(&mut self);
-    /// Stops taking new connections off the listener for now (they wait in the kernel's
+    /// Stops taking new connections off the listeners for now (they wait in the kernel's
     /// backlog); `resume_accepting` starts again. Used for --worker-connections (a per-worker
     /// connection cap). Unlike `stop_accepting` (final, for shutdown), this can be undone; both
     /// are idempotent, and after `stop_accepting`, `resume_accepting` does nothing.
@@ -163,13 +231,13 @@ pub trait Transport {
     /// (`Accepted`, possibly in a later round): callers must not assume none follows a pause.
     fn pause_accepting(&mut self);
     /// Undoes `pause_accepting`: accepting starts again at the next `wait()` (`Uring` re-arms
-    /// its accept once the cancelled one has finished). No-op unless paused.
+    /// its accepts once the cancelled ones have finished). No-op unless paused.
     fn resume_accepting(&mut self);
     /// Number of open connections (accepted, `Closed` not yet reported).
     fn connections(&self) -> usize;
     /// A handle other threads use to wake this loop (`Event::Woken`).
     fn waker(&self) -> Waker;
-    /// Kernel entries (io_uring_enter calls) so far, for statistics.
+    /// Kernel entries (io_uring_enter or epoll_wait calls) so far, for statistics.
     fn enters(&self) -> u64;
 }
 

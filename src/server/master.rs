@@ -137,6 +137,7 @@ fn master(
         forwarded_allow_ips: args.forwarded_allow_ips.clone(),
         proxy_protocol: args.proxy_protocol,
         proxy_allow_from: args.proxy_allow_from.clone(),
+        io: args.io,
     };
     let _metrics = crate::metrics::start(&args, worker_config.cpus.len())?;
     // Register before spawning so that no SIGCHLD or early SIGTERM is missed.

@@ -1,17 +1,18 @@
 //! One worker thread: pinned to its CPU, with its own interpreter (a subinterpreter, or its own
-//! thread state in the main interpreter in `--mode process`), ring and listeners.
+//! thread state in the main interpreter in `--mode process`), I/O loop (io_uring, or epoll where
+//! io_uring is unavailable: chosen once per process) and listeners.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::worker_process::Report;
-use crate::config::WorkerConfig;
+use crate::config::{IoMode, WorkerConfig};
 use crate::http::HeadLimits;
-use crate::io::{Transport, Uring};
+use crate::io::{self, Epoll, Transport, Uring};
 use crate::worker::access_log::AccessLog;
 use crate::worker::{Control, Limits, Pool, Proxies, SpoolSettings, Timeouts, Worker};
 use crate::wsgi::{AppSettings, EnvironSettings, Interpreter, Wsgi};
@@ -19,20 +20,62 @@ use crate::wsgi::{AppSettings, EnvironSettings, Interpreter, Wsgi};
 /// io_uring submission queue size per worker thread.
 const RING_ENTRIES: u32 = 4096;
 
+/// The likely cause of an io_uring set-up error, if known.
+fn ring_error_cause(e: &std::io::Error) -> Option<&'static str> {
+    match e.raw_os_error()? {
+        libc::ENOMEM => Some(
+            "io_uring rings count against RLIMIT_MEMLOCK: raise it, e.g. LimitMEMLOCK=infinity in \
+             a systemd unit or `ulimit -l`, or grant CAP_IPC_LOCK",
+        ),
+        libc::EPERM | libc::ENOSYS => Some("a seccomp profile or kernel.io_uring_disabled"),
+        libc::EINVAL => Some("a kernel before 6.1, without IORING_SETUP_DEFER_TASKRUN"),
+        _ => None,
+    }
+}
+
 /// Why io_uring could not be set up, with what to do about it.
 fn explain_ring_error(e: &std::io::Error) -> String {
-    let hint = match e.raw_os_error() {
-        Some(libc::ENOMEM) => {
-            " (io_uring rings count against RLIMIT_MEMLOCK: raise it, e.g. LimitMEMLOCK=infinity in \
-             a systemd unit or `ulimit -l`, or grant CAP_IPC_LOCK; see tuning/README.md)"
-        }
-        Some(libc::EPERM) | Some(libc::ENOSYS) => {
-            " (io_uring is disabled here: kernel.io_uring_disabled, or a container's seccomp \
-             profile; see tuning/README.md)"
-        }
-        _ => "",
-    };
-    format!("cannot set up io_uring: {e}{hint}")
+    let cause = ring_error_cause(e).map_or(String::new(), |c| format!(": {c}"));
+    format!(
+        "cannot set up io_uring: {e}{cause} (--io epoll or --io auto run without it; \
+         see tuning/README.md)"
+    )
+}
+
+/// The transport a worker thread runs.
+#[derive(Clone, Copy, Debug)]
+enum Loop {
+    Uring,
+    Epoll,
+}
+
+/// Decides the transport for `--io` once per process (the first worker thread probes and
+/// logs the choice with its reason; the others reuse it). Err: `--io uring` without io_uring.
+fn choose_loop(mode: IoMode) -> Result<Loop, String> {
+    static CHOICE: OnceLock<Result<Loop, String>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| match (mode, io::probe_uring()) {
+            (IoMode::Epoll, _) => {
+                tracing::info!("io: epoll (--io epoll)");
+                Ok(Loop::Epoll)
+            }
+            (_, Ok(())) => {
+                tracing::info!("io: io_uring");
+                Ok(Loop::Uring)
+            }
+            // An old kernel: `Uring` falls back to a plain ring, as asked.
+            (IoMode::Uring, Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::info!("io: io_uring (--io uring)");
+                Ok(Loop::Uring)
+            }
+            (IoMode::Uring, Err(e)) => Err(explain_ring_error(&e)),
+            (IoMode::Auto, Err(e)) => {
+                let cause = ring_error_cause(&e).map_or(String::new(), |c| format!(", {c}"));
+                tracing::info!("io: epoll (io_uring unavailable: {e}{cause})");
+                Ok(Loop::Epoll)
+            }
+        })
+        .clone()
 }
 
 /// The limits each worker enforces (the flags were checked by the master).
@@ -80,7 +123,15 @@ fn max_requests(n: u64, jitter: u64) -> u64 {
     n + random % (jitter + 1)
 }
 
-/// One worker thread: pinned CPU, own interpreter, own ring, own listeners.
+/// Tells the worker process this thread could not start.
+fn report_failure(tx: &Sender<Report>, error: String) {
+    let _ = tx.send(Report::Failed {
+        error,
+        refused_by: None,
+    });
+}
+
+/// One worker thread: pinned CPU, own interpreter, own I/O loop, own listeners.
 pub(super) fn worker_thread(
     index: usize,
     listeners: Vec<OwnedFd>,
@@ -93,27 +144,44 @@ pub(super) fn worker_thread(
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
         tracing::warn!("worker thread {index}: cannot pin to CPU {cpu}");
     }
-    let fail = |error: String| {
-        let _ = tx.send(Report::Failed {
-            error,
-            refused_by: None,
-        });
-    };
+    // The transport is set up on this thread, which drives it (`Uring` is single-issuer).
+    match choose_loop(config.io) {
+        Ok(Loop::Uring) => match Uring::new(listeners, RING_ENTRIES) {
+            Ok(ring) => serve(ring, index, config, control, tx, go),
+            Err(e) => report_failure(&tx, explain_ring_error(&e)),
+        },
+        Ok(Loop::Epoll) => match Epoll::new(listeners) {
+            Ok(epoll) => serve(epoll, index, config, control, tx, go),
+            Err(e) => report_failure(&tx, format!("cannot set up epoll: {e}")),
+        },
+        Err(e) => report_failure(&tx, e),
+    }
+}
+
+/// Loads the app in this thread's own interpreter and runs the worker loop over `io` until
+/// it stops.
+fn serve<T: Transport>(
+    io: T,
+    index: usize,
+    config: &WorkerConfig,
+    control: Arc<Control>,
+    tx: Sender<Report>,
+    go: Receiver<()>,
+) {
+    let cpu = config.cpus[index];
     let access_log = match &config.access_logfile {
         Some(path) => match AccessLog::open(path, &config.access_logformat) {
             Ok(log) => Some(log),
             Err(e) => {
-                return fail(format!(
-                    "cannot open the access log {}: {e}",
-                    path.display()
-                ))
+                let error = format!("cannot open the access log {}: {e}", path.display());
+                return report_failure(&tx, error);
             }
         },
         None => None,
     };
     let interpreter = match Interpreter::new(config.interpreters) {
         Ok(i) => i,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return report_failure(&tx, e.to_string()),
     };
     let settings = AppSettings {
         spec: config.app.clone(),
@@ -136,21 +204,13 @@ pub(super) fn worker_thread(
             return;
         }
     };
-    let ring = match Uring::new(listeners, RING_ENTRIES) {
-        Ok(r) => r,
-        Err(e) => {
-            interpreter.attach(|py| wsgi.release(py));
-            interpreter.end();
-            return fail(explain_ring_error(&e));
-        }
-    };
     let raiser = control.watchdog.raiser(interpreter.reference());
     let watcher = raiser.as_ref().map(|r| r.watcher());
     if let (Some(watcher), 1) = (&watcher, config.threads) {
         // The app runs inline on this thread (a pool's threads register themselves).
         interpreter.attach(|py| wsgi.watch_calls(watcher.watch(py)));
     }
-    let waker = ring.waker();
+    let waker = io.waker();
     let _ = tx.send(Report::Ready {
         waker: waker.clone(),
     });
@@ -161,7 +221,7 @@ pub(super) fn worker_thread(
     }
     let limits = worker_limits(config);
     let head_limits = limits.head;
-    let mut worker = Worker::new(ring, wsgi, limits, control);
+    let mut worker = Worker::new(io, wsgi, limits, control);
     let worker_number = config.first_worker + index;
     if let Some(stats) = crate::metrics::worker_stats(worker_number) {
         worker = worker.with_stats(stats, config.stats.then_some((worker_number, cpu)));

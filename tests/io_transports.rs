@@ -1,5 +1,6 @@
-//! Process-wide checks of the io_uring transport that need a quiet process (the fd count in
-//! /proc/self/fd), hence their own test binary, and one test at a time (`QUIET`).
+//! Process-wide checks of the socket transports (`Uring`, `Epoll`) that need a quiet process
+//! (the fd count in /proc/self/fd), hence their own test binary, and one test at a time
+//! (`QUIET`). Each check is generic over the transport and instantiated for both.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -7,7 +8,9 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringwsgi::io::{bind_reuseport, Event, Transport, Uring};
+use std::net::TcpListener;
+
+use ringwsgi::io::{bind_reuseport, Epoll, Event, Transport, Uring};
 
 /// Held by each test: fd counts are only meaningful with nothing else running.
 static QUIET: Mutex<()> = Mutex::new(());
@@ -25,14 +28,13 @@ fn fds_on(name: &str) -> usize {
         .count()
 }
 
-#[test]
-fn no_fd_leak_over_200_connections() {
+fn no_fd_leak_over_200_connections<T: Transport>(serve: fn(TcpListener) -> T) {
     let _quiet = QUIET.lock().unwrap_or_else(|e| e.into_inner());
     let before = open_fds();
     {
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut u = Uring::new(vec![listener.into()], 256).unwrap();
+        let mut u = serve(listener);
         let clients = thread::spawn(move || {
             for i in 0..200 {
                 let mut s = TcpStream::connect(addr).unwrap();
@@ -91,8 +93,7 @@ fn no_fd_leak_over_200_connections() {
     assert_eq!(open_fds(), before);
 }
 
-#[test]
-fn peer_reset_during_send_file_one_closed_no_fd_leak() {
+fn peer_reset_during_send_file_one_closed_no_fd_leak<T: Transport>(serve: fn(TcpListener) -> T) {
     let _quiet = QUIET.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("ringwsgi-sendfile-reset-{}", std::process::id());
     let before = open_fds();
@@ -111,7 +112,7 @@ fn peer_reset_during_send_file_one_closed_no_fd_leak() {
 
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16).unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut u = Uring::new(vec![listener.into()], 64).unwrap();
+        let mut u = serve(listener);
         let peer = thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -173,8 +174,9 @@ fn peer_reset_during_send_file_one_closed_no_fd_leak() {
     assert_eq!(open_fds(), before);
 }
 
-#[test]
-fn pause_resume_many_times_each_client_accepted_once_no_fd_leak() {
+fn pause_resume_many_times_each_client_accepted_once_no_fd_leak<T: Transport>(
+    serve: fn(TcpListener) -> T,
+) {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -185,7 +187,7 @@ fn pause_resume_many_times_each_client_accepted_once_no_fd_leak() {
     {
         let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut u = Uring::new(vec![listener.into()], 256).unwrap();
+        let mut u = serve(listener);
         // Keeps `wait()` returning while paused (nothing else would for up to a second).
         let stop = Arc::new(AtomicBool::new(false));
         let pinger = {
@@ -286,3 +288,30 @@ fn pause_resume_many_times_each_client_accepted_once_no_fd_leak() {
     }
     assert_eq!(open_fds(), before);
 }
+
+/// The checks above as tests, for one transport.
+macro_rules! transport_tests {
+    ($module:ident, $serve:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn no_fd_leak_over_200_connections() {
+                super::no_fd_leak_over_200_connections($serve);
+            }
+
+            #[test]
+            fn peer_reset_during_send_file_one_closed_no_fd_leak() {
+                super::peer_reset_during_send_file_one_closed_no_fd_leak($serve);
+            }
+
+            #[test]
+            fn pause_resume_many_times_each_client_accepted_once_no_fd_leak() {
+                super::pause_resume_many_times_each_client_accepted_once_no_fd_leak($serve);
+            }
+        }
+    };
+}
+
+transport_tests!(uring, |l| Uring::new(vec![l.into()], 256).unwrap());
+transport_tests!(epoll, |l| Epoll::new(vec![l.into()]).unwrap());
