@@ -30,10 +30,9 @@ const PIPE_BUF: usize = 4096;
 /// writes (the kernel's cost is mostly per call and per page touched).
 pub const FLUSH_AT: usize = 32 * 1024;
 
-/// One piece of a log line.
+/// A field of a log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Atom {
-    Literal(Vec<u8>),
     /// h: the remote address.
     Host,
     /// l, and atoms that have no value here: `-` (merged into the literal runs).
@@ -78,10 +77,21 @@ pub enum FormatError {
     Unknown(String),
 }
 
-/// A parsed `--access-logformat`.
+/// A field and the literal text before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Segment {
+    literal: Box<[u8]>,
+    atom: Atom,
+}
+
+/// A parsed `--access-logformat`: segments, each a literal run (constant atoms such as `%(l)s`
+/// merged into it) and the field after it, then the line's end, so a line costs one dispatch
+/// per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Format {
-    atoms: Vec<Atom>,
+    segments: Vec<Segment>,
+    /// The literal after the last field, with the newline.
+    tail: Box<[u8]>,
     /// Whether an atom needs the time, the request's duration, or the request headers that
     /// are looked up in one pass (Authorization, Referer, User-Agent).
     needs_time: bool,
@@ -93,7 +103,7 @@ impl Format {
     /// Parses gunicorn's `%(name)s` syntax (`%%` is a literal `%`). `{var}e` (the WSGI
     /// environ) is accepted and written as `-`: the environ is not kept past the call.
     pub fn parse(format: &str) -> Result<Format, FormatError> {
-        let mut atoms = Vec::new();
+        let mut segments: Vec<Segment> = Vec::new();
         let mut literal = Vec::new();
         let bytes = format.as_bytes();
         let mut i = 0;
@@ -120,16 +130,15 @@ impl Format {
                 literal.push(b'-');
                 continue;
             }
-            if !literal.is_empty() {
-                atoms.push(Atom::Literal(std::mem::take(&mut literal)));
-            }
-            atoms.push(atom);
+            segments.push(Segment {
+                literal: std::mem::take(&mut literal).into(),
+                atom,
+            });
         }
-        // The line's end is part of the last literal run.
         literal.push(b'\n');
-        atoms.push(Atom::Literal(literal));
+        let atoms: Vec<&Atom> = segments.iter().map(|s| &s.atom).collect();
         Ok(Format {
-            needs_time: atoms.contains(&Atom::Time),
+            needs_time: atoms.contains(&&Atom::Time),
             needs_duration: atoms.iter().any(|a| {
                 matches!(
                     a,
@@ -139,7 +148,8 @@ impl Format {
             needs_headers: atoms
                 .iter()
                 .any(|a| matches!(a, Atom::User | Atom::Referer | Atom::UserAgent)),
-            atoms,
+            segments,
+            tail: literal.into(),
         })
     }
 }
@@ -266,9 +276,9 @@ impl AccessLog {
     /// Whether lines show a response header (the response head is then needed).
     pub fn needs_response_head(&self) -> bool {
         self.format
-            .atoms
+            .segments
             .iter()
-            .any(|a| matches!(a, Atom::ResponseHeader(_)))
+            .any(|s| matches!(s.atom, Atom::ResponseHeader(_)))
     }
 
     /// Formats the line of one request into the round's buffer.
@@ -281,9 +291,9 @@ impl AccessLog {
             _ => Wanted::default(),
         };
         let out = &mut self.lines;
-        for atom in &self.format.atoms {
+        for Segment { literal, atom } in &self.format.segments {
+            out.extend_from_slice(literal);
             match (atom, entry.req) {
-                (Atom::Literal(bytes), _) => out.extend_from_slice(bytes),
                 (Atom::Host, _) => match entry.remote {
                     Some(addr) => {
                         if self.host.as_ref().is_none_or(|(last, _)| *last != addr) {
@@ -322,7 +332,10 @@ impl AccessLog {
                 (Atom::Micros, _) => push_decimal(out, entry.duration.as_micros() as u64),
                 (Atom::Millis, _) => push_decimal(out, entry.duration.as_millis() as u64),
                 (Atom::DecimalSeconds, _) => {
-                    let _ = write!(out, "{:.6}", entry.duration.as_secs_f64());
+                    // As gunicorn: "%d.%06d" (integers: no float work for the other atoms).
+                    push_decimal(out, entry.duration.as_secs());
+                    let micros = entry.duration.subsec_micros();
+                    let _ = write!(out, ".{micros:06}");
                 }
                 (Atom::Pid, _) => {
                     let _ = write!(out, "<{}>", self.pid);
@@ -336,6 +349,7 @@ impl AccessLog {
                 _ => out.push(b'-'),
             }
         }
+        out.extend_from_slice(&self.format.tail);
     }
 
     /// The round ended: writes its lines unless `busy` (more rounds with requests follow
