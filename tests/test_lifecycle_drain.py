@@ -4,12 +4,16 @@ at once."""
 import signal
 import time
 
+import pytest
+
 from harness import RawConn, build_request
 from loadgen import LoadGenerator
 
 
-def test_sigterm_under_load_answers_every_request_sent(server_factory):
-    srv = server_factory("lifecycle_app:app", "--workers", "2", "--graceful-timeout", "20")
+@pytest.mark.parametrize("mode", ["subinterpreter", "process"])
+def test_sigterm_under_load_answers_every_request_sent(server_factory, mode):
+    srv = server_factory("lifecycle_app:app", "--workers", "2", "--mode", mode,
+                         "--graceful-timeout", "20")
     load = LoadGenerator(srv.port, threads=6).start()
     time.sleep(2.0)
     load.stop()
@@ -19,7 +23,7 @@ def test_sigterm_under_load_answers_every_request_sent(server_factory):
     code = srv.wait_exit(25)
     took = time.monotonic() - t0
     assert took < 20, f"exited {took:.1f} s after SIGTERM, past --graceful-timeout 20"
-    print(f"SIGTERM under load: {load.sent} sent, {load.completed} completed, "
+    print(f"SIGTERM under load ({mode} mode): {load.sent} sent, {load.completed} completed, "
           f"{len(load.failures)} failures, {load.connections} connections, exit after {took:.1f} s")
     assert load.failures == [], f"{len(load.failures)} failures: {load.failures[:10]}"
     assert load.completed == load.sent > 100
@@ -167,21 +171,3 @@ def test_sigint_stops_at_once(server_factory):
         assert time.monotonic() - t0 < 8, "SIGINT waited for the running request"
     srv.stop()
 
-
-def test_sigterm_under_load_in_process_mode(server_factory):
-    srv = server_factory("lifecycle_app:app", "--workers", "2", "--mode", "process",
-                         "--graceful-timeout", "20")
-    load = LoadGenerator(srv.port, threads=6).start()
-    time.sleep(2.0)
-    load.stop()
-    t0 = time.monotonic()
-    srv.send_signal(signal.SIGTERM)
-    load.join()
-    code = srv.wait_exit(25)
-    took = time.monotonic() - t0
-    assert took < 20, f"exited {took:.1f} s after SIGTERM, past --graceful-timeout 20"
-    print(f"SIGTERM under load (process mode): {load.sent} sent, {load.completed} completed, "
-          f"{len(load.failures)} failures, {load.connections} connections, exit after {took:.1f} s")
-    assert load.failures == [], f"{len(load.failures)} failures: {load.failures[:10]}"
-    assert load.completed == load.sent > 100
-    assert code == 0, srv.describe(tail=30)

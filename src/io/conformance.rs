@@ -340,7 +340,9 @@ pub(super) fn abort_with_ops_in_flight<T: Harness>() {
             assert_eq!(Some(conn), accepted);
             true
         }
-        Event::Tick => false,
+        // A client reading fast may take all 8 MiB before the wake is seen (epoll writes in
+        // the same round); the abort then finds nothing in flight, which must work too.
+        Event::Tick | Event::Sent { .. } => false,
         other => panic!("unexpected {other:?}"),
     });
     t.join().unwrap();
