@@ -51,27 +51,36 @@ enum Loop {
 
 /// Decides the transport for `--io` once per process (the first worker thread probes and
 /// logs the choice with its reason; the others reuse it). Err: `--io uring` without io_uring.
-fn choose_loop(mode: IoMode) -> Result<Loop, String> {
+/// `announce`: log the choice at info level (the first worker process does; in process mode
+/// the others log it at debug level, so the log says it once).
+fn choose_loop(mode: IoMode, announce: bool) -> Result<Loop, String> {
     static CHOICE: OnceLock<Result<Loop, String>> = OnceLock::new();
+    let say = |choice: String| {
+        if announce {
+            tracing::info!("io: {choice}");
+        } else {
+            tracing::debug!("io: {choice}");
+        }
+    };
     CHOICE
         .get_or_init(|| match (mode, io::probe_uring()) {
             (IoMode::Epoll, _) => {
-                tracing::info!("io: epoll (--io epoll)");
+                say("epoll (--io epoll)".into());
                 Ok(Loop::Epoll)
             }
             (_, Ok(())) => {
-                tracing::info!("io: io_uring");
+                say("io_uring".into());
                 Ok(Loop::Uring)
             }
             // An old kernel: `Uring` falls back to a plain ring, as asked.
             (IoMode::Uring, Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::info!("io: io_uring (--io uring)");
+                say("io_uring (--io uring)".into());
                 Ok(Loop::Uring)
             }
             (IoMode::Uring, Err(e)) => Err(explain_ring_error(&e)),
             (IoMode::Auto, Err(e)) => {
                 let cause = ring_error_cause(&e).map_or(String::new(), |c| format!(", {c}"));
-                tracing::info!("io: epoll (io_uring unavailable: {e}{cause})");
+                say(format!("epoll (io_uring unavailable: {e}{cause})"));
                 Ok(Loop::Epoll)
             }
         })
@@ -145,7 +154,7 @@ pub(super) fn worker_thread(
         tracing::warn!("worker thread {index}: cannot pin to CPU {cpu}");
     }
     // The transport is set up on this thread, which drives it (`Uring` is single-issuer).
-    match choose_loop(config.io) {
+    match choose_loop(config.io, config.first_worker == 0) {
         Ok(Loop::Uring) => match Uring::new(listeners, RING_ENTRIES) {
             Ok(ring) => serve(ring, index, config, control, tx, go),
             Err(e) => report_failure(&tx, explain_ring_error(&e)),
