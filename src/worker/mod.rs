@@ -824,21 +824,33 @@ impl<T: Transport> Worker<T> {
                     std::io::Error::from_raw_os_error(errno)
                 );
             }
-            let peer = self
-                .conn_mut(id)
-                .and_then(|c| c.peer.addr())
-                .map(|a| a.ip());
-            let mut observers = Observers {
-                stats: &mut self.stats,
-                log: &mut self.access_log,
-            };
-            let output = self.io.output(id);
-            let unparsed = (None, peer);
-            observers.refused(output, 500, Version::Http11, unparsed, self.now, &self.date);
-            self.close(id);
+            self.refuse_unparsed(id, 500);
         } else if incoming.done() && incoming.settled() {
             self.process(py, id);
         }
+    }
+
+    /// Answers `status` on a connection whose request head was never parsed (so it is counted
+    /// and logged with what is known: the peer), then closes it.
+    fn refuse_unparsed(&mut self, id: ConnId, status: u16) {
+        let peer = self
+            .conn_mut(id)
+            .and_then(|c| c.peer.addr())
+            .map(|a| a.ip());
+        let mut observers = Observers {
+            stats: &mut self.stats,
+            log: &mut self.access_log,
+        };
+        let output = self.io.output(id);
+        observers.refused(
+            output,
+            status,
+            Version::Http11,
+            (None, peer),
+            self.now,
+            &self.date,
+        );
+        self.close(id);
     }
 
     /// Closes the connections whose deadline passed (about once a second).
@@ -870,18 +882,7 @@ impl<T: Transport> Worker<T> {
             tracing::debug!(?what, "connection deadline passed");
             match what {
                 Expired::Head => {
-                    let peer = self
-                        .conn_mut(id)
-                        .and_then(|c| c.peer.addr())
-                        .map(|a| a.ip());
-                    let mut observers = Observers {
-                        stats: &mut self.stats,
-                        log: &mut self.access_log,
-                    };
-                    let output = self.io.output(id);
-                    let unparsed = (None, peer);
-                    observers.refused(output, 408, Version::Http11, unparsed, now, &self.date);
-                    self.close(id);
+                    self.refuse_unparsed(id, 408);
                 }
                 Expired::Idle | Expired::Body => self.close(id),
                 Expired::Write => {
