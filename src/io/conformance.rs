@@ -687,20 +687,8 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 
 /// A temporary file holding `content`, already unlinked, opened read-write.
 fn temp_file(content: &[u8]) -> File {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "ringwsgi-uring-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .unwrap();
-    std::fs::remove_file(&path).unwrap();
+    use std::io::Write;
+    let mut f = tempfile::tempfile().unwrap();
     f.write_all(content).unwrap();
     f
 }

@@ -572,20 +572,7 @@ mod tests {
 
     fn temp_file(content: &[u8]) -> File {
         use std::io::Write;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ringwsgi-memory-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
-        std::fs::remove_file(&path).unwrap();
+        let mut f = tempfile::tempfile().unwrap();
         f.write_all(content).unwrap();
         f
     }
