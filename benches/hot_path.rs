@@ -4,10 +4,12 @@
 //! benches embed CPython 3.13 and run the app in an own-GIL subinterpreter, as the server does).
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use pyo3::prelude::*;
 use ringwsgi::http::{self, ChunkedDecoder, DateCache, Framing, HeadLimits, HeadWriter, Version};
+use ringwsgi::worker::access_log::{AccessLog, Entry, DEFAULT_FORMAT};
 use ringwsgi::worker::in_memory::{with_in_memory_worker, with_subinterpreter, InMemoryWorker};
 use ringwsgi::wsgi::{EnvironBuilder, EnvironSettings, Input};
 
@@ -125,6 +127,40 @@ fn response_head(c: &mut Criterion) {
     });
 }
 
+/// Formatting one access-log line in the default (combined) format, gathered as the worker
+/// does; lines reach /dev/null in 32 KiB writes.
+fn access_log(c: &mut Criterion) {
+    let limits = HeadLimits::default();
+    let mut date = DateCache::new();
+    date.refresh(std::time::SystemTime::now());
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!";
+    let head_len = response.len() - 13;
+    let mut log = AccessLog::open(Path::new("/dev/null"), DEFAULT_FORMAT).expect("open /dev/null");
+    let mut group = c.benchmark_group("access_log");
+    for (name, head) in [
+        ("small_get", SMALL_GET),
+        ("browser_get_20_headers", BROWSER_GET),
+    ] {
+        let mut slots = http::new_header_slots();
+        let req = http::parse_head(head, &mut slots, &limits).expect("valid head");
+        let entry = Entry {
+            req: Some(&req),
+            remote: Some([127, 0, 0, 1].into()),
+            status: 200,
+            head: &response[..head_len],
+            body_len: 13,
+            duration: std::time::Duration::ZERO,
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                log.log(std::hint::black_box(&entry), &date);
+                log.end_round(true);
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Building the environ of a 20-header browser GET in a real own-GIL subinterpreter: the
 /// interned keys, the copied template, a str per value, the BytesIO for wsgi.input.
 fn environ(c: &mut Criterion, py: Python<'_>) {
@@ -168,13 +204,21 @@ fn request_cycle(c: &mut Criterion, worker: &mut InMemoryWorker<'_>) {
     });
     let burst = SMALL_GET.repeat(16);
     group.throughput(Throughput::Elements(16));
-    group.bench_function("plaintext_batch_16", |b| {
-        b.iter(|| {
-            worker.transport().push_input(conn, &burst);
-            worker.rounds(2);
-            worker.transport().take_output(conn).len()
-        })
-    });
+    let mut batch_16 = |name: &str, worker: &mut InMemoryWorker<'_>| {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                worker.transport().push_input(conn, &burst);
+                worker.rounds(2);
+                worker.transport().take_output(conn).len()
+            })
+        });
+    };
+    batch_16("plaintext_batch_16", worker);
+    // The same with the access log on (combined format): what formatting the lines costs. The
+    // lines go to /dev/null; the kernel's write to a real file is in scripts/bench's variant.
+    let log = AccessLog::open(Path::new("/dev/null"), DEFAULT_FORMAT).expect("open /dev/null");
+    worker.set_access_log(log);
+    batch_16("plaintext_batch_16_access_log", worker);
     group.finish();
 }
 
@@ -209,6 +253,7 @@ fn main() {
     forwarded(&mut c);
     chunked(&mut c);
     response_head(&mut c);
+    access_log(&mut c);
     // An interpreter lives on its own thread: so does the Criterion of the parts that use one.
     with_subinterpreter(|py| {
         let mut c = Criterion::default().configure_from_args();

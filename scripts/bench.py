@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -45,6 +46,8 @@ WORKLOADS = {
 # ringwsgi-epoll: ringwsgi on its epoll fallback (`--io epoll`), as where io_uring is blocked.
 SERVERS = ("ringwsgi", "ringwsgi-epoll", "granian", "gunicorn", "bjoern")
 # --variant NAME=FLAGS: server "ringwsgi:NAME" is ringwsgi run with these extra flags.
+# "{run}" in them is a directory of the run's own, removed after it (as logrotate would
+# remove an access log: a log that grows over all the rounds gets slower to append to).
 VARIANTS: dict[str, list[str]] = {}
 
 # bjoern has no command line: listen once, fork, run in every process (shared/bench/README.md).
@@ -174,7 +177,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_cmd(server: str, app: str, port: int, root: Path, workers: int = 1) -> list[str]:
+def server_cmd(server: str, app: str, port: int, root: Path, workers: int = 1,
+               scratch: Path | None = None) -> list[str]:
     # One worker: pinned to SERVER_CPU. Several: on every CPU (taskset keeps argv[3] the exe).
     pin = ["taskset", "-c", SERVER_CPU if workers == 1 else f"0-{os.cpu_count() - 1}"]
     w = str(workers)
@@ -182,6 +186,7 @@ def server_cmd(server: str, app: str, port: int, root: Path, workers: int = 1) -
         exe = root / ".venv" / "bin" / "ringwsgi"
         io = ["--io", "epoll"] if server == "ringwsgi-epoll" else []
         extra = VARIANTS.get(server.partition(":")[2], []) if server.startswith("ringwsgi:") else []
+        extra = [flag.replace("{run}", str(scratch)) for flag in extra]
         return pin + [str(exe), "--workers", w, *io, "--bind", f"127.0.0.1:{port}", *extra, app]
     if server == "granian":
         exe = root / ".bench-venv" / "bin" / "granian"
@@ -223,8 +228,9 @@ def tail(path: Path, n: int = 3) -> str:
     return " | ".join(errs[-n:] if errs else lines[-n:])
 
 
-def start_server(server, app, port, root, apps_dir, logfile: Path, workers: int = 1) -> subprocess.Popen:
-    cmd = server_cmd(server, app, port, root, workers)
+def start_server(server, app, port, root, apps_dir, logfile: Path, workers: int = 1,
+                 scratch: Path | None = None) -> subprocess.Popen:
+    cmd = server_cmd(server, app, port, root, workers, scratch)
     exe = Path(cmd[3])
     if not exe.exists():
         raise StartError(f"{exe} is missing")
@@ -272,10 +278,13 @@ def one_run(server, workload, args, root, bench_dir, log_dir) -> dict:
     app, mode = WORKLOADS[workload]
     port = free_port()
     logfile = log_dir / f"{server}-{workload}-{port}.log"
+    scratch = log_dir / f"{server}-{workload}-{port}.d"
+    scratch.mkdir()
     try:
         workers = 2 if workload.endswith("-w2") else 1
-        proc = start_server(server, app, port, root, bench_dir / "apps", logfile, workers)
+        proc = start_server(server, app, port, root, bench_dir / "apps", logfile, workers, scratch)
     except StartError as e:
+        shutil.rmtree(scratch, ignore_errors=True)
         return {"ok": False, "error": f"start: {e}"}
     pgid = proc.pid
     try:
@@ -294,6 +303,7 @@ def one_run(server, workload, args, root, bench_dir, log_dir) -> dict:
         return {"ok": False, "error": f"wrk: {e}"}
     finally:
         kill_group(pgid)
+        shutil.rmtree(scratch, ignore_errors=True)
     with open(log_dir / "runs.jsonl", "a") as f:
         f.write(json.dumps({"server": server, "workload": workload, "cpu_s": cpu,
                             "rss_kib": hwm, "wrk": res}) + "\n")
@@ -461,7 +471,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run (default 2)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                     help="also run ringwsgi with extra flags as server ringwsgi:NAME, in the same "
-                         "rounds (e.g. --variant 'log=--access-logfile /tmp/access.log'); its "
+                         "rounds (e.g. --variant 'log=--access-logfile {run}/access.log', {run} being "
+                         "a directory of each run's own, removed after it); its "
                          "column and the ringwsgi ÷ ringwsgi:NAME ratio show the flags' cost")
     ap.add_argument("--out", type=Path, help="also write the report (Markdown) to this file")
     ap.add_argument("--no-setup", action="store_true",

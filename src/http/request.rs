@@ -88,6 +88,9 @@ const VERSION_NOT_SUPPORTED: ParseError = ParseError {
 /// A parsed request head; every slice borrows the read buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'b, 'h> {
+    /// The request line as sent, without its CRLF: `method SP target SP version`, each part
+    /// checked (a token, visible ASCII, `HTTP/` and digits).
+    pub line: &'b [u8],
     pub method: &'b str,
     /// Raw request-target, as sent (RAW_URI).
     pub target: &'b [u8],
@@ -156,7 +159,8 @@ pub fn parse_head<'b, 'h>(
                 .unwrap_or(ParseError::bad("incomplete request head")))
         }
     };
-    let (method, target, version) = parse_request_line(&buf[line_start..line_end])?;
+    let line = &buf[line_start..line_end];
+    let (method, target, version) = parse_request_line(line)?;
 
     // The scanner counted the header lines against the limit already.
     let block = &buf[line_end + 2..head_len];
@@ -260,6 +264,7 @@ pub fn parse_head<'b, 'h>(
     let (path, query) = split_target(target);
 
     Ok(Request {
+        line,
         method,
         target,
         path,

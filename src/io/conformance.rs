@@ -31,6 +31,10 @@ pub(super) trait Harness: Transport + Sized {
     fn writes_in_flight(&self) -> usize {
         0
     }
+    /// Of 20 connections to a listener shared by two idle loops, the fewest each must take.
+    /// Strict turns give about 10; epoll wakes whichever loop waits at that moment, so under
+    /// load (tests running in parallel) it only promises that neither loop is left out.
+    const TURNS_AT_LEAST: usize = 5;
 }
 
 pub(super) fn server<T: Harness>() -> (T, SocketAddr) {
@@ -665,9 +669,9 @@ pub(super) fn idle_loops_take_turns_on_a_shared_listener<T: Harness>() {
     });
     std::fs::remove_file(&path).unwrap();
     assert_eq!(counts.iter().sum::<usize>(), 20);
-    // Taking turns gives about 10 each; one loop first in line would take (nearly) all.
+    // One loop first in line would take (nearly) all.
     assert!(
-        counts.iter().all(|&n| n >= 5),
+        counts.iter().all(|&n| n >= T::TURNS_AT_LEAST),
         "the loops did not take turns: {counts:?}"
     );
 }

@@ -828,6 +828,8 @@ mod tests {
     use crate::io::conformance::{suite, Harness};
 
     impl Harness for Epoll {
+        const TURNS_AT_LEAST: usize = 1;
+
         fn serve(listeners: Vec<OwnedFd>) -> Self {
             Epoll::new(listeners).unwrap()
         }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Once};
 
 use pyo3::Python;
 
-use super::{Control, Limits, Worker};
+use super::{AccessLog, Control, Limits, Worker};
 use crate::io::{ConnId, Event, Memory, Transport};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
@@ -70,6 +70,11 @@ impl InMemoryWorker<'_> {
         self.worker
             .round(Some(self.py), &mut self.events)
             .expect("in-memory rounds do not fail")
+    }
+
+    /// Logs every answered request from now on.
+    pub fn set_access_log(&mut self, log: AccessLog) {
+        self.worker.access_log = Some(log);
     }
 
     pub fn transport(&mut self) -> &mut Memory {

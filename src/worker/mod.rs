@@ -10,6 +10,7 @@
 
 pub mod access_log;
 mod body;
+mod clock;
 mod conn;
 pub mod in_memory;
 mod observe;
@@ -29,6 +30,7 @@ use crate::wsgi::{self, FileBody, Input, Respond, Wsgi};
 use access_log::AccessLog;
 pub use body::SpoolSettings;
 use body::{Body, Incoming};
+use clock::{Clock, Tick};
 use conn::Conn;
 pub use conn::Proxies;
 use observe::{Observers, Unfinished};
@@ -152,6 +154,9 @@ pub struct Worker<T: Transport> {
     pool: Option<Pool>,
     /// When the current round started (deadlines are measured against it).
     now: Instant,
+    /// The same on the request clock (request times are measured from it).
+    round_start: Tick,
+    clock: Clock,
     /// Open connections, and whether accepting is paused because of `max_connections`.
     open: usize,
     accept_paused: bool,
@@ -217,6 +222,8 @@ impl<T: Transport> Worker<T> {
             limits,
             pool: None,
             now: Instant::now(),
+            round_start: Tick::default(),
+            clock: Clock::new(),
             open: 0,
             accept_paused: false,
             control,
@@ -295,6 +302,7 @@ impl<T: Transport> Worker<T> {
         }
         self.date.refresh(SystemTime::now());
         self.now = Instant::now();
+        self.round_start = self.clock.now();
         self.rounds += 1;
         for &event in events.iter() {
             self.handle(py, event);
@@ -467,6 +475,8 @@ impl<T: Transport> Worker<T> {
             served,
             stats,
             access_log,
+            clock,
+            round_start,
             ..
         } = self;
         let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else {
@@ -478,6 +488,8 @@ impl<T: Transport> Worker<T> {
         let mut observers = Observers {
             stats,
             log: access_log,
+            clock,
+            round: *round_start,
         };
         let peer = conn.peer.addr().map(|a| a.ip());
         let (input, output) = io.buffers(id);
@@ -497,7 +509,7 @@ impl<T: Transport> Worker<T> {
                 if let Some(err) = http::check_partial_head(buf, &limits.head, &mut conn.scan) {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
                     let unparsed = (None, peer);
-                    observers.refused(output, err.status, Version::Http11, unparsed, *now, date);
+                    observers.refused(output, err.status, Version::Http11, unparsed, date);
                     break Next::Close;
                 }
                 break Next::Receive;
@@ -508,7 +520,7 @@ impl<T: Transport> Worker<T> {
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
                     let unparsed = (None, peer);
-                    observers.refused(output, err.status, Version::Http11, unparsed, *now, date);
+                    observers.refused(output, err.status, Version::Http11, unparsed, date);
                     break Next::Close;
                 }
             };
@@ -516,7 +528,7 @@ impl<T: Transport> Worker<T> {
                 Ok(client) => client,
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
-                    observers.refused(output, 400, req.version, (Some(&req), peer), *now, date);
+                    observers.refused(output, 400, req.version, (Some(&req), peer), date);
                     break Next::Close;
                 }
             };
@@ -524,7 +536,7 @@ impl<T: Transport> Worker<T> {
                 BodyFraming::None => 0,
                 BodyFraming::Length(n) if limits.max_body != 0 && n > limits.max_body => {
                     let request = (Some(&req), client.addr);
-                    observers.refused(output, 413, req.version, request, *now, date);
+                    observers.refused(output, 413, req.version, request, date);
                     break Next::Close;
                 }
                 BodyFraming::Length(n) if n as usize <= limits.spool.threshold => n as usize,
@@ -551,14 +563,7 @@ impl<T: Transport> Worker<T> {
                             Err(err) => {
                                 tracing::info!(peer = %conn.peer, "cannot receive the request body: {err}");
                                 let request = (None, client.addr);
-                                observers.refused(
-                                    output,
-                                    err.status(),
-                                    version,
-                                    request,
-                                    *now,
-                                    date,
-                                );
+                                observers.refused(output, err.status(), version, request, date);
                                 break Next::Close;
                             }
                             Ok(false) => {
@@ -611,7 +616,7 @@ impl<T: Transport> Worker<T> {
                 };
                 if observers.any() {
                     let head = &buf[..req.head_len];
-                    conn.unfinished = Some(Unfinished::new(head, client.addr, *now));
+                    conn.unfinished = Some(Unfinished::new(head, client.addr, *round_start));
                     if let Some(stats) = observers.stats {
                         stats.started();
                     }
@@ -631,23 +636,25 @@ impl<T: Transport> Worker<T> {
             }
             let timed =
                 observers.stats.is_some() || observers.log.as_ref().is_some_and(AccessLog::timed);
-            let called = timed.then(Instant::now);
+            let called = timed.then(|| clock.now());
             if let Some(stats) = observers.stats {
                 stats.started();
             }
             let mark = output.len();
             let respond = wsgi.call(inline(py), &req, body, client, output, date);
             if observers.any() {
-                let returned = called.map(|_| Instant::now());
+                let returned = called.map(|_| clock.now());
                 if let (Some(stats), Some(called), Some(returned)) =
                     (&mut *observers.stats, called, returned)
                 {
-                    stats.called(*now, called, returned);
+                    let queue = clock.between(*round_start, called);
+                    stats.called(queue, clock.between(called, returned));
                 }
                 let response = &output[mark..];
                 if let Respond::Streaming(_) = respond {
                     // Observed once the stream ends.
-                    let mut unfinished = Unfinished::new(&buf[..req.head_len], client.addr, *now);
+                    let mut unfinished =
+                        Unfinished::new(&buf[..req.head_len], client.addr, *round_start);
                     unfinished.queued(response);
                     conn.unfinished = Some(unfinished);
                 } else {
@@ -662,7 +669,7 @@ impl<T: Transport> Worker<T> {
                         _ => 0,
                     };
                     let duration =
-                        returned.map_or(Duration::ZERO, |r| r.saturating_duration_since(*now));
+                        returned.map_or(Duration::ZERO, |r| clock.between(*round_start, r));
                     let answer = (response, head_len, file_len);
                     observers.answered(Some(&req), client.addr, answer, duration, date);
                 }
@@ -840,16 +847,11 @@ impl<T: Transport> Worker<T> {
         let mut observers = Observers {
             stats: &mut self.stats,
             log: &mut self.access_log,
+            clock: &self.clock,
+            round: self.round_start,
         };
         let output = self.io.output(id);
-        observers.refused(
-            output,
-            status,
-            Version::Http11,
-            (None, peer),
-            self.now,
-            &self.date,
-        );
+        observers.refused(output, status, Version::Http11, (None, peer), &self.date);
         self.close(id);
     }
 
@@ -930,6 +932,8 @@ impl<T: Transport> Worker<T> {
         let mut observers = Observers {
             stats: &mut self.stats,
             log: &mut self.access_log,
+            clock: &self.clock,
+            round: self.round_start,
         };
         unfinished.finish(&mut observers, &self.limits.head, &self.date);
     }

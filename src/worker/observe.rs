@@ -7,16 +7,20 @@
 //! complete or the connection closes. So are the answers the server gives itself.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::access_log::{response_status, AccessLog, Entry};
+use super::clock::{Clock, Tick};
 use super::stats::Stats;
 use crate::http::{self, DateCache, HeadLimits, Request, Version};
 
-/// The statistics block and the access log, either of which may be off.
+/// The statistics block and the access log, either of which may be off, and the clock that
+/// times requests from the start of their round.
 pub struct Observers<'w> {
     pub stats: &'w mut Option<Stats>,
     pub log: &'w mut Option<AccessLog>,
+    pub clock: &'w Clock,
+    pub round: Tick,
 }
 
 impl Observers<'_> {
@@ -60,7 +64,6 @@ impl Observers<'_> {
         status: u16,
         version: Version,
         (req, remote): (Option<&Request<'_, '_>>, Option<IpAddr>),
-        round: Instant,
         date: &DateCache,
     ) {
         let mark = out.len();
@@ -68,7 +71,7 @@ impl Observers<'_> {
         if self.any() {
             let response = &out[mark..];
             let head_len = http::find_head_end(response, 0).unwrap_or(response.len());
-            let duration = Instant::now().saturating_duration_since(round);
+            let duration = self.clock.since(self.round);
             self.answered(req, remote, (response, head_len, 0), duration, date);
         }
     }
@@ -81,7 +84,7 @@ pub struct Unfinished {
     request_head: Vec<u8>,
     remote: Option<IpAddr>,
     /// The start of the round that completed the request.
-    round: Instant,
+    round: Tick,
     /// The response's head once it was queued, with its status at the start.
     response_head: Vec<u8>,
     /// Body bytes queued after the head (without chunked framing), or sent from a file.
@@ -91,7 +94,7 @@ pub struct Unfinished {
 }
 
 impl Unfinished {
-    pub fn new(request_head: &[u8], remote: Option<IpAddr>, round: Instant) -> Self {
+    pub fn new(request_head: &[u8], remote: Option<IpAddr>, round: Tick) -> Self {
         Unfinished {
             request_head: request_head.to_vec(),
             remote,
@@ -128,7 +131,7 @@ impl Unfinished {
     pub fn finish(self, observers: &mut Observers<'_>, limits: &HeadLimits, date: &DateCache) {
         let mut slots = http::new_header_slots();
         let req = http::parse_head(&self.request_head, &mut slots, limits).ok();
-        let duration = Instant::now().saturating_duration_since(self.round);
+        let duration = observers.clock.since(self.round);
         let response = (
             &self.response_head[..],
             self.response_head.len(),
@@ -160,11 +163,11 @@ mod tests {
 
     #[test]
     fn chunked_bodies_count_their_data_only() {
-        let mut unfinished = Unfinished::new(b"GET / HTTP/1.1\r\n\r\n", None, Instant::now());
+        let mut unfinished = Unfinished::new(b"GET / HTTP/1.1\r\n\r\n", None, Tick::default());
         unfinished.queued(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
         unfinished.queued(b"10\r\n0123456789abcdef\r\n3\r\nxyz\r\n0\r\n\r\n");
         assert_eq!(unfinished.body_len, 24);
-        let mut plain = Unfinished::new(b"GET / HTTP/1.1\r\n\r\n", None, Instant::now());
+        let mut plain = Unfinished::new(b"GET / HTTP/1.1\r\n\r\n", None, Tick::default());
         plain.queued(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc");
         plain.queued(b"def");
         plain.sent_from_file(3);
