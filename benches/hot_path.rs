@@ -154,7 +154,7 @@ fn access_log(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 log.log(std::hint::black_box(&entry), &date);
-                log.end_round(true);
+                log.end_round(true, &date);
             })
         });
     }

@@ -3,7 +3,7 @@
 //!
 //! A worker formats the round's lines into one buffer and writes it with one write(2) at the
 //! end of the round (under load, at the end of the round that brings it past [`FLUSH_AT`]
-//! bytes), to a descriptor opened with O_APPEND: the other worker threads and
+//! bytes, or of the first round in a later second), to a descriptor opened with O_APPEND: the other worker threads and
 //! processes append to the same file, and an appending write is never interleaved with
 //! another, so a line is never split. On a pipe or socket (`-` when stdout is one) only writes
 //! of at most PIPE_BUF bytes are atomic, so the buffer is written in pieces of whole lines up
@@ -26,8 +26,10 @@ pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s 
 
 /// Writes to a pipe of at most this many bytes are atomic (POSIX PIPE_BUF on Linux).
 const PIPE_BUF: usize = 4096;
-/// Under load, lines gather up to this many bytes before they are written: fewer, larger
-/// writes (the kernel's cost is mostly per call and per page touched).
+/// Under load, lines gather up to this many bytes (or for up to a second) before they are
+/// written: fewer, larger writes. The kernel's cost is mostly per page touched, and less per
+/// page in large writes (large folios): appending 512 MiB to ext4 took 0.28 s of system time
+/// in 32 KB writes, 0.16 s in 256 KB writes.
 pub const FLUSH_AT: usize = 256 * 1024;
 
 /// A field of a log line.
@@ -230,8 +232,9 @@ pub struct AccessLog {
     file: File,
     /// A pipe or socket: writes are limited to PIPE_BUF bytes.
     pipe: bool,
-    /// The round's lines.
+    /// The round's lines, and the second the first of them was formatted in.
     lines: Vec<u8>,
+    lines_since: u64,
     /// `[06/Nov/1994:08:49:37 +0000]` for the second `time_secs`.
     time: Vec<u8>,
     time_secs: u64,
@@ -268,6 +271,7 @@ impl AccessLog {
             file,
             pipe: kind.is_fifo() || kind.is_socket(),
             lines: Vec::with_capacity(FLUSH_AT + PIPE_BUF),
+            lines_since: 0,
             time: Vec::new(),
             time_secs: u64::MAX,
             host: None,
@@ -285,6 +289,9 @@ impl AccessLog {
 
     /// Formats the line of one request into the round's buffer.
     pub fn log(&mut self, entry: &Entry<'_, '_, '_>, date: &DateCache) {
+        if self.lines.is_empty() {
+            self.lines_since = date.unix_secs();
+        }
         if self.format.needs_time {
             self.refresh_time(date);
         }
@@ -360,9 +367,9 @@ impl AccessLog {
     }
 
     /// The round ended: writes its lines unless `busy` (more rounds with requests follow
-    /// at once) and fewer than [`FLUSH_AT`] bytes gathered.
-    pub fn end_round(&mut self, busy: bool) {
-        if !busy || self.lines.len() >= FLUSH_AT {
+    /// at once), fewer than [`FLUSH_AT`] bytes gathered, and the first of them this second.
+    pub fn end_round(&mut self, busy: bool, date: &DateCache) {
+        if !busy || self.lines.len() >= FLUSH_AT || date.unix_secs() != self.lines_since {
             self.flush();
         }
     }
@@ -701,6 +708,42 @@ mod tests {
         );
         let spelled = DEFAULT_FORMAT.replace("%(l)s", "-");
         assert_eq!(lines(&spelled, &requests, response), combined);
+    }
+
+    #[test]
+    fn busy_rounds_gather_lines_for_up_to_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut log = AccessLog::open(&path, DEFAULT_FORMAT).unwrap();
+        let mut slots = http::new_header_slots();
+        let req = http::parse_head(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            &mut slots,
+            &HeadLimits::default(),
+        );
+        let entry = Entry {
+            req: Some(&req.unwrap()),
+            remote: None,
+            status: 204,
+            head: b"",
+            body_len: 0,
+            duration: Duration::ZERO,
+        };
+        let at = |secs| {
+            let mut date = DateCache::new();
+            date.refresh(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+            date
+        };
+        let written = || std::fs::read_to_string(&path).unwrap().lines().count();
+        log.log(&entry, &at(100));
+        log.end_round(true, &at(100));
+        assert_eq!(written(), 0, "a busy round's line waits");
+        log.log(&entry, &at(100));
+        log.end_round(true, &at(101));
+        assert_eq!(written(), 2, "lines from an earlier second are written");
+        log.log(&entry, &at(101));
+        log.end_round(false, &at(101));
+        assert_eq!(written(), 3, "a quiet round writes its lines");
     }
 
     #[test]

@@ -322,8 +322,8 @@ impl<T: Transport> Worker<T> {
         let more = !(self.stopping && self.io.connections() == 0);
         if let Some(log) = &mut self.access_log {
             // A large round is followed at once by another (its responses' sends complete):
-            // the lines wait for the load's last, smaller round, or for FLUSH_AT bytes.
-            log.end_round(self.answered >= BUSY_ROUND && more);
+            // the lines wait for the load's last, smaller round, FLUSH_AT bytes or a second.
+            log.end_round(self.answered >= BUSY_ROUND && more, &self.date);
         }
         self.answered = 0;
         Ok(more)
