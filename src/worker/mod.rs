@@ -302,7 +302,9 @@ impl<T: Transport> Worker<T> {
         }
         self.date.refresh(SystemTime::now());
         self.now = Instant::now();
-        self.round_start = self.clock.now();
+        if self.stats.is_some() || self.access_log.is_some() {
+            self.round_start = self.clock.now();
+        }
         self.rounds += 1;
         for &event in events.iter() {
             self.handle(py, event);
