@@ -128,7 +128,7 @@ fn response_head(c: &mut Criterion) {
 }
 
 /// Formatting one access-log line in the default (combined) format, gathered as the worker
-/// does; lines reach /dev/null in 32 KiB writes.
+/// does; lines reach /dev/null in writes of `FLUSH_AT` bytes.
 fn access_log(c: &mut Criterion) {
     let limits = HeadLimits::default();
     let mut date = DateCache::new();

@@ -23,12 +23,12 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -275,16 +275,19 @@ def run_wrk(port, mode, duration, bench_dir: Path, latency: bool, pinned: bool =
 
 
 def one_run(server, workload, args, root, bench_dir, log_dir) -> dict:
+    # The directory "{run}" names in a variant's flags: the run's own, removed after it.
+    with tempfile.TemporaryDirectory(prefix=f"{server}-{workload}-", dir=log_dir) as scratch:
+        return measure_run(server, workload, args, root, bench_dir, log_dir, Path(scratch))
+
+
+def measure_run(server, workload, args, root, bench_dir, log_dir, scratch: Path) -> dict:
     app, mode = WORKLOADS[workload]
     port = free_port()
     logfile = log_dir / f"{server}-{workload}-{port}.log"
-    scratch = log_dir / f"{server}-{workload}-{port}.d"
-    scratch.mkdir()
     try:
         workers = 2 if workload.endswith("-w2") else 1
         proc = start_server(server, app, port, root, bench_dir / "apps", logfile, workers, scratch)
     except StartError as e:
-        shutil.rmtree(scratch, ignore_errors=True)
         return {"ok": False, "error": f"start: {e}"}
     pgid = proc.pid
     try:
@@ -303,7 +306,6 @@ def one_run(server, workload, args, root, bench_dir, log_dir) -> dict:
         return {"ok": False, "error": f"wrk: {e}"}
     finally:
         kill_group(pgid)
-        shutil.rmtree(scratch, ignore_errors=True)
     with open(log_dir / "runs.jsonl", "a") as f:
         f.write(json.dumps({"server": server, "workload": workload, "cpu_s": cpu,
                             "rss_kib": hwm, "wrk": res}) + "\n")

@@ -3,9 +3,9 @@
 //!
 //! A worker formats the round's lines into one buffer and writes it with one write(2) at the
 //! end of the round (under load, at the end of the round that brings it past [`FLUSH_AT`]
-//! bytes, or of the first round in a later second), to a descriptor opened with O_APPEND: the other worker threads and
-//! processes append to the same file, and an appending write is never interleaved with
-//! another, so a line is never split. On a pipe or socket (`-` when stdout is one) only writes
+//! bytes, or of the first round in a later second), to a descriptor opened with O_APPEND:
+//! the other worker threads and processes append to the same file, and an appending write is
+//! never interleaved with another, so a line is never split. On a pipe or socket (`-` when stdout is one) only writes
 //! of at most PIPE_BUF bytes are atomic, so the buffer is written in pieces of whole lines up
 //! to that size. The descriptor is blocking: a consumer that does not keep up stalls the
 //! worker for as long as a write(2) to a full pipe takes, never longer (nothing else waits on
@@ -565,7 +565,7 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Whether `bytes` holds a byte [`escaped`] rewrites: a control byte, DEL or beyond, `"` or
-/// `\\`. Eight bytes at a time: almost every field is plain, and a byte-by-byte check was a
+/// `\`. Eight bytes at a time: almost every field is plain, and a byte-by-byte check was a
 /// measurable part of a line's cost.
 #[inline(always)]
 fn needs_escaping(bytes: &[u8]) -> bool {

@@ -334,10 +334,18 @@ mod tests {
     #[test]
     fn methods_have_their_labels() {
         for (i, &label) in METHODS.iter().enumerate() {
-            let expected = if label == "other" { METHODS.len() - 1 } else { i };
+            let expected = if label == "other" {
+                METHODS.len() - 1
+            } else {
+                i
+            };
             assert_eq!(method_index(label), expected, "{label}");
         }
-        assert_eq!(method_index("get"), METHODS.len() - 1, "methods are case-sensitive");
+        assert_eq!(
+            method_index("get"),
+            METHODS.len() - 1,
+            "methods are case-sensitive"
+        );
     }
 
     #[test]
