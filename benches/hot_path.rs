@@ -5,12 +5,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use pyo3::prelude::*;
 use ringwsgi::http::{self, ChunkedDecoder, DateCache, Framing, HeadLimits, HeadWriter, Version};
+use ringwsgi::io::SharedMemory;
 use ringwsgi::worker::access_log::{AccessLog, Entry, DEFAULT_FORMAT};
 use ringwsgi::worker::in_memory::{with_in_memory_worker, with_subinterpreter, InMemoryWorker};
+use ringwsgi::worker::stats::{Stats, SLOT_WORDS};
 use ringwsgi::wsgi::{EnvironBuilder, EnvironSettings, Input};
 
 const SMALL_GET: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: localhost:8000\r\n\r\n";
@@ -146,10 +149,9 @@ fn access_log(c: &mut Criterion) {
         let entry = Entry {
             req: Some(&req),
             remote: Some([127, 0, 0, 1].into()),
-            status: 200,
             head: &response[..head_len],
             body_len: 13,
-            duration: std::time::Duration::ZERO,
+            duration_ns: 0,
         };
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -219,6 +221,10 @@ fn request_cycle(c: &mut Criterion, worker: &mut InMemoryWorker<'_>) {
     let log = AccessLog::open(Path::new("/dev/null"), DEFAULT_FORMAT).expect("open /dev/null");
     worker.set_access_log(log);
     batch_16("plaintext_batch_16_access_log", worker);
+    // And with the metrics too (`--access-logfile` and `--metrics-bind`).
+    let memory = SharedMemory::create(c"ringwsgi-bench-stats", SLOT_WORDS).expect("shared memory");
+    worker.set_stats(Stats::new(Arc::new(memory), 0).expect("one slot"));
+    batch_16("plaintext_batch_16_observed", worker);
     group.finish();
 }
 

@@ -244,3 +244,32 @@ def test_a_streamed_response_is_logged_once_sent_with_its_bytes_and_duration(ser
     path, status, size, _ = lines[0].split()
     assert (path, status) == ("/stream", "200")
     assert 0 < int(size) < total, lines
+
+
+def test_a_pipelined_batch_is_logged_in_order_through_a_chunked_body_and_a_refusal(
+        server_factory, tmp_path):
+    """The requests of a batch are counted and logged together once it is answered (the
+    worker keeps them until then): still one line each, in the order sent, also when the
+    batch goes on with a chunked body and ends with a request the server refuses."""
+    log = tmp_path / "batch.log"
+    srv = server_factory("wsgi_basic:app", "--workers", "1", "--access-logfile", str(log))
+    probes = len(read_lines(log, 1))
+    batch = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+    batch += (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n0\r\n\r\n")
+    batch += b"GET /p6 HTTP/1.1\r\nHost: x\r\n\r\n"
+    batch += b"GET /bad\x01 HTTP/1.1\r\nHost: x\r\n\r\n"
+    with RawConn(srv.port) as c:
+        c.send(batch)
+        methods = ["GET"] * 5 + ["POST", "GET", "GET"]
+        statuses = [c.read_response(m).status for m in methods]
+    assert statuses == [404] * 5 + [200, 404, 400]
+    lines = read_lines(log, probes + 8)[probes:]
+    assert len(lines) == 8, lines
+    got = [re.search(r'"([^"]*)" (\d{3}) (\S+)', line).groups() for line in lines]
+    assert got == [(f"GET /p{i} HTTP/1.1", "404", str(len(f"not found: /p{i}")))
+                   for i in range(5)] + [
+        ("POST /echo HTTP/1.1", "200", "5"),
+        ("GET /p6 HTTP/1.1", "404", str(len("not found: /p6"))),
+        ("-", "400", got[7][2]),
+    ], lines

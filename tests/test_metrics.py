@@ -96,6 +96,23 @@ def test_counters_match_the_requests_sent(served):
     assert value(after, "ringwsgi_requests_in_flight") == 0
 
 
+def test_a_pipelined_batch_is_counted_whole(served):
+    """The requests of a batch are counted once it is answered (the worker keeps them until
+    then): every one, with its time, and none left in flight."""
+    srv, url = served
+    before = scrape(url)
+    with RawConn(srv.port) as c:
+        c.send(b"".join(b"GET /b%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(12)))
+        assert [c.read_response().status for _ in range(12)] == [404] * 12
+    after = scrape(url)
+    old, new = requests_by(before), requests_by(after)
+    assert {key: new[key] - old.get(key, 0) for key in new if new[key] != old.get(key, 0)} == {
+        ("GET", "4xx"): 12}
+    for hist in ("ringwsgi_request_duration_seconds", "ringwsgi_request_queue_seconds"):
+        assert value(after, hist + "_count") - value(before, hist + "_count") == 12, hist
+    assert value(after, "ringwsgi_requests_in_flight") == 0
+
+
 def test_open_connections_follow_held_connections(served):
     srv, url = served
 

@@ -16,7 +16,6 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
-use std::time::Duration;
 
 use crate::http::response::push_decimal;
 use crate::http::{DateCache, Request};
@@ -205,25 +204,42 @@ pub struct Entry<'a, 'b, 'h> {
     pub req: Option<&'a Request<'b, 'h>>,
     /// The address the app saw as REMOTE_ADDR (None: a unix-domain peer, or unknown).
     pub remote: Option<IpAddr>,
-    /// The response's status code (0: none was sent).
-    pub status: u16,
-    /// The response's head (for `{name}o`; may be empty when the format does not need it).
+    /// The response's head, which starts with its status (empty: no response was sent).
     pub head: &'a [u8],
     /// Body bytes sent (for a streamed or pool-answered response, once it is complete).
     pub body_len: u64,
     /// From the start of the round that completed the request until the response was
     /// complete (zero unless [`AccessLog::timed`]).
-    pub duration: Duration,
+    pub duration_ns: u64,
 }
 
 /// The status code at the start of a response head (`HTTP/1.1 200 OK`); 0 if there is none.
 pub fn response_status(response: &[u8]) -> u16 {
-    match response.get(9..12) {
-        Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_digit) => {
+    match status_digits(response) {
+        Some(&[a, b, c]) => {
             u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
         }
         _ => 0,
     }
+}
+
+/// The three digits of the status code at the start of a response head, if it has them.
+fn status_digits(response: &[u8]) -> Option<&[u8]> {
+    response
+        .get(9..12)
+        .filter(|digits| digits.iter().all(u8::is_ascii_digit))
+}
+
+/// What a line in the default (combined) format shows: what [`Entry`] gives, taken out of the
+/// request already (so it can be kept in a batch as positions in the connection's buffers).
+pub struct Combined<'a> {
+    pub remote: Option<IpAddr>,
+    /// The request line (None: the request could not be parsed).
+    pub line: Option<&'a [u8]>,
+    pub wanted: Wanted<'a>,
+    /// The response's head, which starts with its status (empty: no response was sent).
+    pub head: &'a [u8],
+    pub body_len: u64,
 }
 
 /// One worker's access log.
@@ -289,81 +305,144 @@ impl AccessLog {
 
     /// Formats the line of one request into the round's buffer.
     pub fn log(&mut self, entry: &Entry<'_, '_, '_>, date: &DateCache) {
+        if self.format.combined {
+            let wanted = entry.req.map_or_else(Wanted::default, Wanted::find);
+            let line = Combined {
+                remote: entry.remote,
+                line: entry.req.map(|req| req.line),
+                wanted,
+                head: entry.head,
+                body_len: entry.body_len,
+            };
+            self.log_combined(&line, date);
+            return;
+        }
+        self.start_line(date);
+        self.remember_host(entry.remote);
+        self.formatted_line(entry);
+    }
+
+    /// Whether lines are in the default format (they can then be made from [`Combined`]).
+    pub fn combined(&self) -> bool {
+        self.format.combined
+    }
+
+    /// Formats the line of one request in the default format (see [`AccessLog::combined`]).
+    pub fn log_combined(&mut self, line: &Combined<'_>, date: &DateCache) {
+        self.start_line(date);
+        self.combined_line(line);
+    }
+
+    fn start_line(&mut self, date: &DateCache) {
         if self.lines.is_empty() {
             self.lines_since = date.unix_secs();
         }
         if self.format.needs_time {
             self.refresh_time(date);
         }
-        if let Some(addr) = entry.remote {
+    }
+
+    /// Keeps the text of the remote address (most lines repeat the one before).
+    fn remember_host(&mut self, remote: Option<IpAddr>) {
+        if let Some(addr) = remote {
             if self.host.as_ref().is_none_or(|(last, _)| *last != addr) {
                 self.host = Some((addr, addr.to_string().into_bytes()));
             }
         }
-        let AccessLog {
-            format,
-            lines: out,
-            time,
-            time_secs,
-            host,
-            prefix,
-            prefix_for,
-            pid,
-            ..
-        } = self;
-        let fields = Fields {
+    }
+
+    /// What a line's fields are taken from.
+    fn fields<'f, 'b>(&'f self, entry: &'f Entry<'f, 'b, 'f>) -> Fields<'f, 'b> {
+        Fields {
             entry,
             wanted: match entry.req {
-                Some(req) if format.needs_headers => Wanted::find(req),
+                Some(req) if self.format.needs_headers => Wanted::find(req),
                 _ => Wanted::default(),
             },
-            host: match (entry.remote, host) {
+            host: match (entry.remote, &self.host) {
                 (Some(_), Some((_, text))) => text,
                 _ => b"-",
             },
-            time,
-            pid: *pid,
-        };
-        if format.combined {
-            // The default format spelled out: with each atom a constant, the compiler keeps
-            // only that atom's code, and a line costs no dispatch (a measurable share of a
-            // pipelined request's time).
-            let key = (entry.remote, *time_secs);
-            if *prefix_for != Some(key) {
-                prefix.clear();
-                push_field(prefix, &Atom::Host, &fields);
-                prefix.extend_from_slice(b" - - ");
-                push_field(prefix, &Atom::Time, &fields);
-                prefix.extend_from_slice(b" \"");
-                *prefix_for = Some(key);
-            }
-            match fields.wanted.authorization.and_then(basic_user) {
-                None => out.extend_from_slice(prefix),
-                Some(user) => {
-                    // In place of the `-` before ` [time] "`.
-                    let dash = prefix.len() - time.len() - 4;
-                    out.extend_from_slice(&prefix[..dash]);
-                    escaped(out, &user);
-                    out.extend_from_slice(&prefix[dash + 1..]);
-                }
-            }
-            push_field(out, &Atom::RequestLine, &fields);
-            out.extend_from_slice(b"\" ");
-            push_field(out, &Atom::Status, &fields);
-            out.push(b' ');
-            push_field(out, &Atom::BytesOrDash, &fields);
-            out.extend_from_slice(b" \"");
-            push_field(out, &Atom::Referer, &fields);
-            out.extend_from_slice(b"\" \"");
-            push_field(out, &Atom::UserAgent, &fields);
-            out.extend_from_slice(b"\"\n");
-            return;
+            time: &self.time,
+            pid: self.pid,
         }
-        for Segment { literal, atom } in &format.segments {
+    }
+
+    /// The default format spelled out: a line costs no dispatch and no [`Fields`], only the
+    /// copies and the few checks it needs (a measurable share of a pipelined request's time).
+    /// Kept out of line: it runs between app calls.
+    #[inline(never)]
+    fn combined_line(&mut self, line: &Combined<'_>) {
+        if self.prefix_for != Some((line.remote, self.time_secs)) {
+            self.render_prefix(line.remote);
+        }
+        let out = &mut self.lines;
+        match line.wanted.authorization.and_then(basic_user) {
+            None => out.extend_from_slice(&self.prefix),
+            Some(user) => {
+                // In place of the `-` before ` [time] "`.
+                let dash = self.prefix.len() - self.time.len() - 4;
+                out.extend_from_slice(&self.prefix[..dash]);
+                escaped(out, &user);
+                out.extend_from_slice(&self.prefix[dash + 1..]);
+            }
+        }
+        match line.line {
+            Some(request_line) => escaped(out, request_line),
+            None => out.push(b'-'),
+        }
+        // The rest in as few appends as it can: `" 200 `, the length, then each header with
+        // the text around it (usually a constant: no Referer, say).
+        match status_digits(line.head) {
+            Some(&[a, b, c]) => out.extend_from_slice(&[b'"', b' ', a, b, c, b' ']),
+            _ => out.extend_from_slice(b"\" - "),
+        }
+        push_bytes_or_dash(out, line.body_len);
+        match line.wanted.referer {
+            Some(referer) if !referer.is_empty() => {
+                out.extend_from_slice(b" \"");
+                escaped(out, referer);
+                out.extend_from_slice(b"\" \"");
+            }
+            _ => out.extend_from_slice(b" \"-\" \""),
+        }
+        match line.wanted.user_agent {
+            Some(agent) if !agent.is_empty() => {
+                escaped(out, agent);
+                out.extend_from_slice(b"\"\n");
+            }
+            _ => out.extend_from_slice(b"-\"\n"),
+        }
+    }
+
+    /// Renders the combined format's start, `{host} - - [time] "`, for address `remote` and
+    /// the current second.
+    #[cold]
+    fn render_prefix(&mut self, remote: Option<IpAddr>) {
+        self.remember_host(remote);
+        self.prefix.clear();
+        match (remote, &self.host) {
+            (Some(_), Some((_, text))) => self.prefix.extend_from_slice(text),
+            _ => self.prefix.push(b'-'),
+        }
+        self.prefix.extend_from_slice(b" - - ");
+        self.prefix.extend_from_slice(&self.time);
+        self.prefix.extend_from_slice(b" \"");
+        self.prefix_for = Some((remote, self.time_secs));
+    }
+
+    /// Any other format: its segments in turn.
+    #[inline(never)]
+    fn formatted_line(&mut self, entry: &Entry<'_, '_, '_>) {
+        // Taken out for the line: the fields borrow the rest of the log.
+        let mut out = std::mem::take(&mut self.lines);
+        let fields = self.fields(entry);
+        for Segment { literal, atom } in &self.format.segments {
             out.extend_from_slice(literal);
-            push_field(out, atom, &fields);
+            push_field(&mut out, atom, &fields);
         }
-        out.extend_from_slice(&format.tail);
+        out.extend_from_slice(&self.format.tail);
+        self.lines = out;
     }
 
     /// The round ended: writes its lines unless `busy` (more rounds with requests follow
@@ -422,15 +501,15 @@ impl AccessLog {
 }
 
 /// The request headers the combined format shows, found in one pass over the headers.
-#[derive(Default)]
-struct Wanted<'b> {
-    authorization: Option<&'b [u8]>,
-    referer: Option<&'b [u8]>,
-    user_agent: Option<&'b [u8]>,
+#[derive(Default, Clone, Copy)]
+pub struct Wanted<'b> {
+    pub authorization: Option<&'b [u8]>,
+    pub referer: Option<&'b [u8]>,
+    pub user_agent: Option<&'b [u8]>,
 }
 
 impl<'b> Wanted<'b> {
-    fn find(req: &Request<'b, '_>) -> Self {
+    pub fn find(req: &Request<'b, '_>) -> Self {
         let mut wanted = Wanted::default();
         for h in req.headers {
             // The length first: most headers are none of these.
@@ -476,21 +555,18 @@ fn push_field(out: &mut Vec<u8>, atom: &Atom, fields: &Fields<'_, '_>) {
         (Atom::Path, Some(req)) => escaped(out, req.path),
         (Atom::Query, Some(req)) => escaped(out, req.query),
         (Atom::Protocol, Some(req)) => out.extend_from_slice(req.version.as_str().as_bytes()),
-        (Atom::Status, _) if (100..1000).contains(&entry.status) => {
-            let digit = |place: u16| b'0' + (entry.status / place % 10) as u8;
-            out.extend_from_slice(&[digit(100), digit(10), digit(1)]);
-        }
+        (Atom::Status, _) => push_status(out, entry.head),
         (Atom::Bytes, _) => push_decimal(out, entry.body_len),
-        (Atom::BytesOrDash, _) if entry.body_len != 0 => push_decimal(out, entry.body_len),
+        (Atom::BytesOrDash, _) => push_bytes_or_dash(out, entry.body_len),
         (Atom::Referer, _) => header_or_dash(out, fields.wanted.referer),
         (Atom::UserAgent, _) => header_or_dash(out, fields.wanted.user_agent),
-        (Atom::Seconds, _) => push_decimal(out, entry.duration.as_secs()),
-        (Atom::Micros, _) => push_decimal(out, entry.duration.as_micros() as u64),
-        (Atom::Millis, _) => push_decimal(out, entry.duration.as_millis() as u64),
+        (Atom::Seconds, _) => push_decimal(out, entry.duration_ns / 1_000_000_000),
+        (Atom::Micros, _) => push_decimal(out, entry.duration_ns / 1_000),
+        (Atom::Millis, _) => push_decimal(out, entry.duration_ns / 1_000_000),
         (Atom::DecimalSeconds, _) => {
             // As gunicorn: "%d.%06d" (integers: no float work for the other atoms).
-            push_decimal(out, entry.duration.as_secs());
-            let micros = entry.duration.subsec_micros();
+            push_decimal(out, entry.duration_ns / 1_000_000_000);
+            let micros = entry.duration_ns % 1_000_000_000 / 1_000;
             let _ = write!(out, ".{micros:06}");
         }
         (Atom::Pid, _) => {
@@ -533,6 +609,26 @@ fn response_header<'r>(head: &'r [u8], name: &str) -> Option<&'r [u8]> {
     })
 }
 
+/// The status code as the response head has it (no formatting), or `-` if none was sent.
+#[inline(always)]
+fn push_status(out: &mut Vec<u8>, head: &[u8]) {
+    match status_digits(head) {
+        Some(digits) => out.extend_from_slice(digits),
+        None => out.push(b'-'),
+    }
+}
+
+/// Body bytes, or `-` for none (`%(b)s`).
+#[inline(always)]
+fn push_bytes_or_dash(out: &mut Vec<u8>, len: u64) {
+    if len != 0 {
+        push_decimal(out, len);
+    } else {
+        out.push(b'-');
+    }
+}
+
+#[inline(always)]
 fn header_or_dash(out: &mut Vec<u8>, value: Option<&[u8]>) {
     match value {
         Some(v) if !v.is_empty() => escaped(out, v),
@@ -649,14 +745,13 @@ mod tests {
             let mut slots = http::new_header_slots();
             let req = http::parse_head(head, &mut slots, &HeadLimits::default()).unwrap();
             let mut date = DateCache::new();
-            date.refresh(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+            date.refresh(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
             let entry = Entry {
                 req: Some(&req),
                 remote: remote.map(|r| r.parse().unwrap()),
-                status: response_status(response),
                 head: &response[..head_len],
                 body_len: (response.len() - head_len) as u64,
-                duration: Duration::from_micros(1500),
+                duration_ns: 1_500_000,
             };
             log.log(&entry, &date);
         }
@@ -681,6 +776,47 @@ mod tests {
             line(DEFAULT_FORMAT, bare, empty),
             line(&spelled, bare, empty)
         );
+    }
+
+    #[test]
+    fn combined_code_agrees_with_the_generic_one_on_every_field_shape() {
+        let heads: [&[u8]; 4] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /r HTTP/1.1\r\nHost: x\r\nReferer: https://a.example/?q=\"x\"\r\nUser-Agent:\r\n\r\n",
+            b"GET /e HTTP/1.1\r\nHost: x\r\nReferer:\r\nUser-Agent: Mozilla/5.0\r\n\r\n",
+            b"GET /q\\\" HTTP/1.0\r\n\r\n",
+        ];
+        let responses: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"",
+        ];
+        let spelled = DEFAULT_FORMAT.replace("%(l)s", "-");
+        let line = |format: &str, head: Option<&[u8]>, response: &[u8]| {
+            let mut log = AccessLog::open(Path::new("/dev/null"), format).unwrap();
+            let mut slots = http::new_header_slots();
+            let req =
+                head.map(|h| http::parse_head(h, &mut slots, &HeadLimits::default()).unwrap());
+            let head_len = http::find_head_end(response, 0).unwrap_or(response.len());
+            let entry = Entry {
+                req: req.as_ref(),
+                remote: None,
+                head: &response[..head_len],
+                body_len: (response.len() - head_len) as u64,
+                duration_ns: 0,
+            };
+            log.log(&entry, &DateCache::new());
+            String::from_utf8(std::mem::take(&mut log.lines)).unwrap()
+        };
+        for response in responses {
+            for head in heads.map(Some).into_iter().chain([None]) {
+                let combined = line(DEFAULT_FORMAT, head, response);
+                assert_eq!(combined, line(&spelled, head, response));
+                assert!(combined.ends_with("\n") && combined.matches('\n').count() == 1);
+            }
+        }
+        let none = line(DEFAULT_FORMAT, None, b"");
+        assert!(none.ends_with(" \"-\" - - \"-\" \"-\"\n"), "{none}");
     }
 
     #[test]
@@ -724,14 +860,13 @@ mod tests {
         let entry = Entry {
             req: Some(&req.unwrap()),
             remote: None,
-            status: 204,
-            head: b"",
+            head: b"HTTP/1.1 204 No Content\r\n\r\n",
             body_len: 0,
-            duration: Duration::ZERO,
+            duration_ns: 0,
         };
         let at = |secs| {
             let mut date = DateCache::new();
-            date.refresh(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+            date.refresh(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
             date
         };
         let written = || std::fs::read_to_string(&path).unwrap().lines().count();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Once};
 
 use pyo3::Python;
 
-use super::{AccessLog, Control, Limits, Worker};
+use super::{AccessLog, Control, Limits, Stats, Worker};
 use crate::io::{ConnId, Event, Memory, Transport};
 use crate::wsgi::{self, AppSettings, EnvironSettings, SubInterpreter, Wsgi};
 
@@ -75,6 +75,11 @@ impl InMemoryWorker<'_> {
     /// Logs every answered request from now on.
     pub fn set_access_log(&mut self, log: AccessLog) {
         self.worker.access_log = Some(log);
+    }
+
+    /// Counts every answered request in `stats` from now on (as `--metrics-bind` does).
+    pub fn set_stats(&mut self, stats: Stats) {
+        self.worker.stats = Some(stats);
     }
 
     pub fn transport(&mut self) -> &mut Memory {

@@ -20,7 +20,7 @@ mod timeouts;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use pyo3::Python;
 
@@ -33,7 +33,7 @@ use body::{Body, Incoming};
 use clock::{Clock, Tick};
 use conn::Conn;
 pub use conn::Proxies;
-use observe::{Observers, Unfinished};
+use observe::{Kept, Observers, Unfinished};
 pub use pool::Pool;
 use pool::{Job, OwnedBody, Reply, ReplyEnd};
 use stats::Stats;
@@ -177,6 +177,8 @@ pub struct Worker<T: Transport> {
     /// `--stats`: who this worker is (index, CPU), the last report asked for.
     report: Option<(usize, usize, u64)>,
     access_log: Option<AccessLog>,
+    /// Requests answered in the connection batch under way, to observe together.
+    kept: Vec<Kept>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -236,6 +238,7 @@ impl<T: Transport> Worker<T> {
             stats: None,
             report: None,
             access_log: None,
+            kept: Vec::new(),
         }
     }
 
@@ -479,6 +482,7 @@ impl<T: Transport> Worker<T> {
             access_log,
             clock,
             round_start,
+            kept,
             ..
         } = self;
         let Some(conn) = conns.get_mut(id.index()).and_then(|c| c.as_mut()) else {
@@ -492,6 +496,7 @@ impl<T: Transport> Worker<T> {
             log: access_log,
             clock,
             round: *round_start,
+            kept,
         };
         let peer = conn.peer.addr().map(|a| a.ip());
         let (input, output) = io.buffers(id);
@@ -511,6 +516,7 @@ impl<T: Transport> Worker<T> {
                 if let Some(err) = http::check_partial_head(buf, &limits.head, &mut conn.scan) {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
                     let unparsed = (None, peer);
+                    observers.observe_kept(input, output, date);
                     observers.refused(output, err.status, Version::Http11, unparsed, date);
                     break Next::Close;
                 }
@@ -522,6 +528,7 @@ impl<T: Transport> Worker<T> {
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
                     let unparsed = (None, peer);
+                    observers.observe_kept(input, output, date);
                     observers.refused(output, err.status, Version::Http11, unparsed, date);
                     break Next::Close;
                 }
@@ -530,6 +537,7 @@ impl<T: Transport> Worker<T> {
                 Ok(client) => client,
                 Err(err) => {
                     tracing::info!(peer = %conn.peer, "bad request: {err}");
+                    observers.observe_kept(input, output, date);
                     observers.refused(output, 400, req.version, (Some(&req), peer), date);
                     break Next::Close;
                 }
@@ -538,12 +546,15 @@ impl<T: Transport> Worker<T> {
                 BodyFraming::None => 0,
                 BodyFraming::Length(n) if limits.max_body != 0 && n > limits.max_body => {
                     let request = (Some(&req), client.addr);
+                    observers.observe_kept(input, output, date);
                     observers.refused(output, 413, req.version, request, date);
                     break Next::Close;
                 }
                 BodyFraming::Length(n) if n as usize <= limits.spool.threshold => n as usize,
                 // Chunked, or too large to keep in memory: taken out of the input as it arrives.
                 framing => {
+                    // Taking the body may move the input: kept requests are observed first.
+                    observers.observe_kept(input, output, date);
                     if conn.incoming.as_ref().is_none_or(|i| !i.done()) {
                         let (head_len, version, expect_continue) =
                             (req.head_len, req.version, req.expect_continue);
@@ -645,24 +656,16 @@ impl<T: Transport> Worker<T> {
             let mark = output.len();
             let respond = wsgi.call(inline(py), &req, body, client, output, date);
             if observers.any() {
-                let returned = called.map(|_| clock.now());
-                if let (Some(stats), Some(called), Some(returned)) =
-                    (&mut *observers.stats, called, returned)
-                {
-                    let queue = clock.between(*round_start, called);
-                    stats.called(queue, clock.between(called, returned));
-                }
+                let call = called.map(|called| (called, clock.now()));
                 let response = &output[mark..];
                 if let Respond::Streaming(_) = respond {
                     // Observed once the stream ends.
+                    observers.called(call);
                     let mut unfinished =
                         Unfinished::new(&buf[..req.head_len], client.addr, *round_start);
                     unfinished.queued(response);
                     conn.unfinished = Some(unfinished);
                 } else {
-                    if let Some(stats) = observers.stats {
-                        stats.finished();
-                    }
                     let head_len = wsgi.head_len().unwrap_or_else(|| {
                         http::find_head_end(response, 0).unwrap_or(response.len())
                     });
@@ -670,10 +673,20 @@ impl<T: Transport> Worker<T> {
                         Respond::SendFile { body, .. } => body.len,
                         _ => 0,
                     };
-                    let duration =
-                        returned.map_or(Duration::ZERO, |r| clock.between(*round_start, r));
-                    let answer = (response, head_len, file_len);
-                    observers.answered(Some(&req), client.addr, answer, duration, date);
+                    if observers.keeps() {
+                        let request = (&input[..], &req, client.addr);
+                        let response = (mark..output.len(), head_len, file_len);
+                        observers.keep(request, response, call);
+                    } else {
+                        if let Some(stats) = observers.stats {
+                            stats.finished();
+                        }
+                        observers.called(call);
+                        let duration_ns =
+                            call.map_or(0, |(_, r)| clock.nanos_between(*round_start, r));
+                        let answer = (response, head_len, file_len);
+                        observers.answered(Some(&req), client.addr, answer, duration_ns, date);
+                    }
                 }
             }
             pos += total;
@@ -693,6 +706,7 @@ impl<T: Transport> Worker<T> {
                 }
             }
         };
+        observers.observe_kept(input, output, date);
         input.drain(..pos);
         // The header deadline runs from the first byte of a head.
         if input.is_empty() {
@@ -851,6 +865,7 @@ impl<T: Transport> Worker<T> {
             log: &mut self.access_log,
             clock: &self.clock,
             round: self.round_start,
+            kept: &mut self.kept,
         };
         let output = self.io.output(id);
         observers.refused(output, status, Version::Http11, (None, peer), &self.date);
@@ -936,6 +951,7 @@ impl<T: Transport> Worker<T> {
             log: &mut self.access_log,
             clock: &self.clock,
             round: self.round_start,
+            kept: &mut self.kept,
         };
         unfinished.finish(&mut observers, &self.limits.head, &self.date);
     }

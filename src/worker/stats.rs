@@ -73,7 +73,7 @@ pub mod word {
 pub const SLOT_WORDS: usize = word::USED.next_multiple_of(16);
 
 /// Method index in [`METHODS`] (a `match`: compared as integers, no call per request).
-fn method_index(method: &str) -> usize {
+pub fn method_index(method: &str) -> usize {
     match method {
         "GET" => 0,
         "HEAD" => 1,
@@ -82,9 +82,12 @@ fn method_index(method: &str) -> usize {
         "DELETE" => 4,
         "PATCH" => 5,
         "OPTIONS" => 6,
-        _ => METHODS.len() - 1,
+        _ => OTHER_METHOD,
     }
 }
+
+/// The index of "other" in [`METHODS`]: any other method, or a request that was not parsed.
+pub const OTHER_METHOD: usize = METHODS.len() - 1;
 
 /// [`TIME_BUCKETS`] in nanoseconds.
 const TIME_BUCKETS_NS: [u64; TIME_BUCKETS.len()] = {
@@ -98,12 +101,24 @@ const TIME_BUCKETS_NS: [u64; TIME_BUCKETS.len()] = {
 };
 
 /// Bucket of a duration in a time histogram (in integers: no float conversion per request).
-fn time_bucket(d: Duration) -> usize {
-    let ns = d.as_nanos();
+fn time_bucket(ns: u64) -> usize {
     TIME_BUCKETS_NS
         .iter()
-        .position(|&le| ns <= u128::from(le))
+        .position(|&le| ns <= le)
         .unwrap_or(TIME_BUCKETS.len())
+}
+
+/// Nanoseconds in a duration (saturating: a duration past 584 years is not a request's).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Adds to a counter: its worker is its only writer, so a load and a store suffice.
+fn bump(word: &AtomicU64, n: u64) {
+    word.store(
+        word.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 /// One worker's slot: written by that worker only.
@@ -113,8 +128,8 @@ pub struct Stats {
     /// Cumulative values the worker's sources report, as last added to the slot.
     last_calls: CallTimes,
     last_enters: u64,
-    /// Time in calls during the current round.
-    round_calls: Duration,
+    /// Nanoseconds in calls during the current round.
+    round_calls_ns: u64,
 }
 
 impl Stats {
@@ -130,7 +145,7 @@ impl Stats {
             base,
             last_calls: CallTimes::default(),
             last_enters: 0,
-            round_calls: Duration::ZERO,
+            round_calls_ns: 0,
         };
         stats.set(word::OPEN, 0);
         stats.set(word::IN_FLIGHT, 0);
@@ -142,14 +157,20 @@ impl Stats {
         self.word(word::OWNER)
     }
 
-    fn word(&self, i: usize) -> &AtomicU64 {
-        &self.memory.words()[self.base + i]
+    /// The slot's words: found once per method (indexes into it are then constants, checked
+    /// at compile time), not once per counter.
+    fn slot(&self) -> &[AtomicU64; SLOT_WORDS] {
+        self.memory.words()[self.base..self.base + SLOT_WORDS]
+            .try_into()
+            .expect("a slot is SLOT_WORDS long")
     }
 
-    /// Adds to a counter: this worker is its only writer, so a load and a store suffice.
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.slot()[i]
+    }
+
     fn add(&self, i: usize, n: u64) {
-        let w = self.word(i);
-        w.store(w.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        bump(self.word(i), n);
     }
 
     fn set(&self, i: usize, v: u64) {
@@ -174,29 +195,32 @@ impl Stats {
         );
     }
 
-    /// Counts an app call made `queue` after the start of its round, which took `call`.
-    pub fn called(&mut self, queue: Duration, call: Duration) {
-        self.round_calls += call;
-        self.add(word::CALL_NS, call.as_nanos() as u64);
-        self.add(word::QUEUE + time_bucket(queue), 1);
-        self.add(word::QUEUE_SUM_NS, queue.as_nanos() as u64);
+    /// Counts an app call made `queue_ns` after the start of its round, which took `call_ns`
+    /// (nanoseconds, as the request clock gives them: no conversion per request).
+    pub fn called(&mut self, queue_ns: u64, call_ns: u64) {
+        self.round_calls_ns += call_ns;
+        let slot = self.slot();
+        bump(&slot[word::CALL_NS], call_ns);
+        bump(&slot[word::QUEUE + time_bucket(queue_ns)], 1);
+        bump(&slot[word::QUEUE_SUM_NS], queue_ns);
     }
 
-    /// Counts an answered request (`method` None: the head could not be parsed) whose response
-    /// was complete `duration` after the start of the round that completed the request.
-    pub fn answered(&mut self, method: Option<&str>, status: u16, duration: Duration) {
+    /// Counts an answered request (`method`: its [`method_index`]) whose response was
+    /// complete `duration_ns` after the start of the round that completed the request.
+    pub fn answered(&mut self, method: usize, status: u16, duration_ns: u64) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        let method = method.map_or(METHODS.len() - 1, method_index);
-        self.add(word::REQUESTS + method * CLASSES.len() + class, 1);
-        self.add(word::DURATION + time_bucket(duration), 1);
-        self.add(word::DURATION_SUM_NS, duration.as_nanos() as u64);
+        let method = method.min(OTHER_METHOD);
+        let slot = self.slot();
+        bump(&slot[word::REQUESTS + method * CLASSES.len() + class], 1);
+        bump(&slot[word::DURATION + time_bucket(duration_ns)], 1);
+        bump(&slot[word::DURATION_SUM_NS], duration_ns);
     }
 
     /// Counts a round that answered `requests` requests in `elapsed` (what was not spent in
     /// calls is the parse stage); `calls` (stage times, zero unless `--stats`) and `enters` are
     /// the worker's running totals.
     pub fn round(&mut self, requests: usize, elapsed: Duration, calls: CallTimes, enters: u64) {
-        let parse = elapsed.saturating_sub(std::mem::take(&mut self.round_calls));
+        let parse_ns = nanos(elapsed).saturating_sub(std::mem::take(&mut self.round_calls_ns));
         self.add(word::ROUNDS, 1);
         if requests > 0 {
             let bucket = BATCH_BUCKETS
@@ -205,7 +229,7 @@ impl Stats {
                 .unwrap_or(BATCH_BUCKETS.len());
             self.add(word::BATCHES + bucket, 1);
         }
-        self.add(word::PARSE_NS, parse.as_nanos() as u64);
+        self.add(word::PARSE_NS, parse_ns);
         let last = std::mem::replace(&mut self.last_calls, calls);
         self.add(
             word::ENVIRON_NS,
@@ -322,13 +346,13 @@ mod tests {
 
     #[test]
     fn times_fall_in_their_buckets_at_the_bounds() {
-        let ns = Duration::from_nanos;
-        assert_eq!(time_bucket(Duration::ZERO), 0);
-        assert_eq!(time_bucket(ns(100_000)), 0, "le is inclusive");
-        assert_eq!(time_bucket(ns(100_001)), 1);
-        assert_eq!(time_bucket(ns(250_000)), 1);
-        assert_eq!(time_bucket(Duration::from_secs(5)), TIME_BUCKETS.len() - 1);
-        assert_eq!(time_bucket(ns(5_000_000_001)), TIME_BUCKETS.len());
+        assert_eq!(time_bucket(0), 0);
+        assert_eq!(time_bucket(100_000), 0, "le is inclusive");
+        assert_eq!(time_bucket(100_001), 1);
+        assert_eq!(time_bucket(250_000), 1);
+        assert_eq!(time_bucket(5_000_000_000), TIME_BUCKETS.len() - 1);
+        assert_eq!(time_bucket(5_000_000_001), TIME_BUCKETS.len());
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
     }
 
     #[test]
@@ -365,8 +389,9 @@ mod tests {
     /// An inline request called `called` after the start of its round, answered when the
     /// call returned at `returned`.
     fn request(stats: &mut Stats, method: &str, status: u16, called: Duration, returned: Duration) {
+        let (called, returned) = (nanos(called), nanos(returned));
         stats.called(called, returned - called);
-        stats.answered(Some(method), status, returned);
+        stats.answered(method_index(method), status, returned);
     }
 
     #[test]
