@@ -1,15 +1,17 @@
 //! Counting (`--metrics-bind`, `--stats`) and logging (`--access-logfile`) answered requests.
 //!
-//! A response queued whole in the request's round is observed at once, from what the worker
-//! already knows (the status at the head's start, the head's length from the call). Any other
-//! — a streamed body, a `--threads` pool's reply — becomes an [`Unfinished`] record kept with
-//! its connection, fed the bytes as they are queued, and observed when the response is
-//! complete or the connection closes. So are the answers the server gives itself.
+//! A response queued whole in the request's round is observed in that round, from what the
+//! worker already knows (the status at the head's start, the head's length from the call); so
+//! are the answers the server gives itself. Any other — a streamed body, a `--threads` pool's
+//! reply — becomes an [`Unfinished`] record kept with its connection, fed the bytes as they are
+//! queued, and observed when the response is complete or the connection closes.
 //!
-//! Most responses are of the first kind, and most of those are not observed at once but
-//! [`Kept`] until the connection's batch of requests is answered, then observed together:
+//! Those queued whole by the app's inline calls are [`Kept`] (as positions in the connection's
+//! buffers) until the connection's batch of requests is answered, then observed together:
 //! between two app calls the observing code is cold (the app's code has pushed it out of the
 //! instruction cache), and observing a batch in one go runs it cold once, not per request.
+//! Only a custom access-log format, which needs the parsed request, has them observed one by
+//! one.
 
 use std::net::IpAddr;
 use std::ops::Range;
