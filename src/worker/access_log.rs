@@ -323,11 +323,11 @@ impl AccessLog {
     }
 
     /// Whether lines are in the default format (they can then be made from [`Combined`]).
-    pub fn combined(&self) -> bool {
+    pub fn in_combined_format(&self) -> bool {
         self.format.combined
     }
 
-    /// Formats the line of one request in the default format (see [`AccessLog::combined`]).
+    /// Formats a line in the default format (see [`AccessLog::in_combined_format`]).
     pub fn log_combined(&mut self, line: &Combined<'_>, date: &DateCache) {
         self.start_line(date);
         self.combined_line(line);

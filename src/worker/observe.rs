@@ -70,7 +70,7 @@ impl Observers<'_> {
 
     /// Whether a response can be [`Kept`]: a custom log format needs the parsed request.
     pub fn keeps(&self) -> bool {
-        self.log.as_ref().is_none_or(AccessLog::combined)
+        self.log.as_ref().is_none_or(AccessLog::in_combined_format)
     }
 
     /// Keeps an inline request (`req`, parsed from the connection's `input`) whose response
