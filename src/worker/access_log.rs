@@ -398,20 +398,20 @@ impl AccessLog {
             _ => out.extend_from_slice(b"\" - "),
         }
         push_bytes_or_dash(out, line.body_len);
-        match line.wanted.referer {
-            Some(referer) if !referer.is_empty() => {
+        match shown(line.wanted.referer) {
+            Some(referer) => {
                 out.extend_from_slice(b" \"");
                 escaped(out, referer);
                 out.extend_from_slice(b"\" \"");
             }
-            _ => out.extend_from_slice(b" \"-\" \""),
+            None => out.extend_from_slice(b" \"-\" \""),
         }
-        match line.wanted.user_agent {
-            Some(agent) if !agent.is_empty() => {
+        match shown(line.wanted.user_agent) {
+            Some(agent) => {
                 escaped(out, agent);
                 out.extend_from_slice(b"\"\n");
             }
-            _ => out.extend_from_slice(b"-\"\n"),
+            None => out.extend_from_slice(b"-\"\n"),
         }
     }
 
@@ -628,11 +628,17 @@ fn push_bytes_or_dash(out: &mut Vec<u8>, len: u64) {
     }
 }
 
+/// A header value as a line shows it: an empty one is shown as missing (`-`).
+#[inline(always)]
+fn shown(value: Option<&[u8]>) -> Option<&[u8]> {
+    value.filter(|v| !v.is_empty())
+}
+
 #[inline(always)]
 fn header_or_dash(out: &mut Vec<u8>, value: Option<&[u8]>) {
-    match value {
-        Some(v) if !v.is_empty() => escaped(out, v),
-        _ => out.push(b'-'),
+    match shown(value) {
+        Some(v) => escaped(out, v),
+        None => out.push(b'-'),
     }
 }
 
